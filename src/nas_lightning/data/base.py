@@ -1,0 +1,180 @@
+"""Shared datamodule for differentiable NAS: one training set split into two search halves.
+
+DARTS-style bilevel search optimises the network weights on one half of the training data
+("search-train") and the architecture parameters on the other half ("search-val"), so every
+training step needs a batch from *both* halves.  :class:`SearchDataModule` owns that split and
+hands Lightning a :class:`CombinedLoader` yielding ``{"train": (x, y), "val": (x, y)}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import CombinedLoader
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+Transform = Callable[[Tensor], Tensor]
+
+
+class SplitDataset(Dataset):
+    """A view of ``dataset`` restricted to ``indices``, optionally augmenting each sample.
+
+    Unlike :class:`torch.utils.data.Subset` it carries its own transform, so the same
+    underlying tensors can back an augmented and a clean view without being copied.
+    """
+
+    def __init__(
+        self, dataset: Dataset, indices: Sequence[int], transform: Transform | None = None
+    ) -> None:
+        self.dataset = dataset
+        self.indices = [int(i) for i in indices]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, idx: int) -> tuple[Tensor, Tensor]:
+        x, y = self.dataset[self.indices[idx]]
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, y
+
+
+class SearchDataModule(pl.LightningDataModule):
+    """Base class: subclasses provide the data via :meth:`_load`, this class splits and serves it.
+
+    ``num_classes`` and ``input_shape`` must be known right after construction because the
+    search space (stem channels, classifier width) is built before :meth:`setup` runs.
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        train_portion: float = 0.5,
+        num_workers: int = 0,
+        seed: int = 0,
+        eval_batch_size: int | None = None,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if eval_batch_size is not None and (
+            isinstance(eval_batch_size, bool)
+            or not isinstance(eval_batch_size, int)
+            or eval_batch_size < 1
+        ):
+            raise ValueError(
+                f"eval_batch_size must be None or an integer >= 1, got {eval_batch_size!r}"
+            )
+        if not 0.0 < float(train_portion) < 1.0:
+            raise ValueError(
+                f"train_portion must lie strictly between 0 and 1, got {train_portion!r}"
+            )
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers!r}")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size if eval_batch_size is not None else batch_size
+        self.train_portion = float(train_portion)
+        self.num_workers = num_workers
+        self.seed = seed
+        self.pin_memory = pin_memory
+        self.search_train: SplitDataset | None = None
+        self.search_val: SplitDataset | None = None
+        self.test_set: Dataset | None = None
+        self._loaded = False
+        self._train_generators: tuple[torch.Generator, torch.Generator] | None = None
+
+    # --- subclass interface -------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        raise NotImplementedError
+
+    def _load(self) -> tuple[Dataset, Dataset | None]:
+        """Return ``(full training set, test set or None)`` of ``(float [C,H,W], int64 [])``."""
+        raise NotImplementedError
+
+    def _train_transform(self) -> Transform | None:
+        """Augmentation for the search-train split only; ``None`` means no augmentation."""
+        return None
+
+    # --- Lightning hooks ----------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        """Load and split once; later calls (one per Trainer stage) are no-ops."""
+        if self._loaded:
+            return
+        full, test = self._load()
+        n = len(full)
+        n_train = int(n * self.train_portion)
+        if n_train < 1 or n_train >= n:
+            raise ValueError(
+                f"train_portion={self.train_portion} leaves an empty split of a dataset with "
+                f"{n} samples; use more samples or a different train_portion"
+            )
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)).tolist()
+        self.search_train = SplitDataset(full, perm[:n_train], self._train_transform())
+        self.search_val = SplitDataset(full, perm[n_train:])
+        self.test_set = test
+        self._loaded = True
+
+    def train_dataloader(self) -> CombinedLoader:
+        """Both search halves, cycled to the longer one, so each step gets weights+arch batches.
+
+        The ``"val"`` stream is shuffled but not augmented, as in the original DARTS code.
+        """
+        self._ensure_setup()
+        if self._train_generators is None:
+            # Kept across calls so that reloading dataloaders does not replay epoch one's order.
+            self._train_generators = (
+                torch.Generator().manual_seed(self.seed),
+                torch.Generator().manual_seed(self.seed + 1),
+            )
+        gen_train, gen_val = self._train_generators
+        loaders = {
+            "train": self._loader(self.search_train, self.batch_size, gen_train),
+            "val": self._loader(self.search_val, self.batch_size, gen_val),
+        }
+        return CombinedLoader(loaders, mode="max_size_cycle")
+
+    def val_dataloader(self) -> DataLoader:
+        """Clean, ordered search-val split: this is what ``val/acc`` is measured on."""
+        self._ensure_setup()
+        return self._loader(self.search_val, self.eval_batch_size, None)
+
+    def test_dataloader(self) -> DataLoader:
+        """Held-out test set; never touched during search."""
+        self._ensure_setup()
+        if self.test_set is None:
+            raise RuntimeError(
+                f"{type(self).__name__} has no test set; evaluate with val_dataloader() instead"
+            )
+        return self._loader(self.test_set, self.eval_batch_size, None)
+
+    # --- helpers ------------------------------------------------------------------------------
+    def _ensure_setup(self) -> None:
+        if not self._loaded:
+            self.setup(None)
+
+    def _loader(
+        self, dataset: Dataset, batch_size: int, generator: torch.Generator | None
+    ) -> DataLoader:
+        shuffle = generator is not None
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            # Dropping the ragged last batch keeps BatchNorm statistics sane during search,
+            # but only when that would not drop everything.
+            drop_last=shuffle and len(dataset) >= batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            generator=generator,
+        )

@@ -1,0 +1,111 @@
+"""Discrete architectures derived from α, and their JSON form.
+
+``CellGenotype`` follows the DARTS code's ``Genotype`` namedtuple: per cell type a list of
+``(op, input_index)`` pairs, two per intermediate node, and the concatenated node indices.
+Inputs 0 and 1 are the two previous cells' outputs; node ``i`` is hidden state ``i + 2``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nas_lightning.ops.registry import ZERO
+
+Gene = list[tuple[str, int]]
+
+
+@dataclass
+class CellGenotype:
+    """A DARTS CNN genotype: the normal and the reduction cell."""
+
+    normal: Gene
+    normal_concat: list[int]
+    reduce: Gene
+    reduce_concat: list[int]
+    kind: str = field(default="darts_cnn", init=False)
+
+    def ops(self) -> list[str]:
+        """Every chosen op, normal cell first (used e.g. to count skip connections)."""
+        return [op for op, _ in self.normal] + [op for op, _ in self.reduce]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.kind,
+            "normal": [[op, i] for op, i in self.normal],
+            "normal_concat": list(self.normal_concat),
+            "reduce": [[op, i] for op, i in self.reduce],
+            "reduce_concat": list(self.reduce_concat),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CellGenotype:
+        try:
+            return cls(
+                normal=[(str(op), int(i)) for op, i in d["normal"]],
+                normal_concat=[int(i) for i in d["normal_concat"]],
+                reduce=[(str(op), int(i)) for op, i in d["reduce"]],
+                reduce_concat=[int(i) for i in d["reduce_concat"]],
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"not a DARTS CNN genotype: {d!r} ({e})") from e
+
+    def __str__(self) -> str:
+        return (
+            f"Genotype(normal={self.normal}, normal_concat={self.normal_concat}, "
+            f"reduce={self.reduce}, reduce_concat={self.reduce_concat})"
+        )
+
+
+GENOTYPE_TYPES: dict[str, Any] = {"darts_cnn": CellGenotype}
+
+
+def derive_cell(probs: torch.Tensor, op_names: Sequence[str], nodes: int, k: int = 2) -> Gene:
+    """DARTS derivation for one cell.
+
+    ``probs``: softmax(α) with one row per edge, edges ordered node by node (node ``i`` has
+    ``i + 2`` inputs). Per node keep the ``k`` inputs whose strongest non-``zero`` op weighs
+    most, and take that op on each. Ties go to the lower index, as in the DARTS code.
+    """
+    non_zero = [c for c, name in enumerate(op_names) if name != ZERO]
+    if not non_zero:
+        raise ValueError(f"op list {list(op_names)} has no op besides {ZERO!r}")
+    expected = sum(i + 2 for i in range(nodes))
+    if probs.shape != (expected, len(op_names)):
+        raise ValueError(f"probs of shape {tuple(probs.shape)}; expected ({expected}, "
+                         f"{len(op_names)}) for {nodes} nodes")
+    if k < 1 or k > 2:
+        # node 0 has exactly two candidate inputs (the two previous cells)
+        raise ValueError(f"k={k} but the first node has only 2 candidate inputs; choose k in [1, 2]")
+    p = probs.detach().double().cpu()[:, non_zero]
+    gene: Gene = []
+    start = 0
+    for i in range(nodes):
+        n_in = i + 2
+        best_w, best_op = p[start : start + n_in].max(dim=1)
+        order = sorted(range(n_in), key=lambda j: (-best_w[j].item(), j))
+        for j in order[:k]:
+            gene.append((op_names[non_zero[int(best_op[j])]], j))
+        start += n_in
+    return gene
+
+
+def save_genotype(genotype: Any, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(genotype.to_dict(), indent=2) + "\n")
+
+
+def genotype_from_dict(d: dict[str, Any]) -> Any:
+    kind = d.get("type") if isinstance(d, dict) else None
+    if kind not in GENOTYPE_TYPES:
+        raise ValueError(f"unknown genotype type {kind!r}; valid types: {sorted(GENOTYPE_TYPES)}")
+    return GENOTYPE_TYPES[kind].from_dict(d)
+
+
+def load_genotype(path: str | Path) -> Any:
+    """Read a genotype written by :func:`save_genotype` (e.g. for a retrain step)."""
+    return genotype_from_dict(json.loads(Path(path).read_text()))

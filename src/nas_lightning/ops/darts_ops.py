@@ -1,0 +1,145 @@
+"""The eight DARTS candidate ops (Liu et al. 2019) and the cell pre-processing layers.
+
+``affine=False`` is the search-time setting of the DARTS code: BatchNorm without affine
+parameters, and pooling followed by a non-affine BatchNorm so its scale matches the convs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas_lightning.ops.registry import register_op
+
+
+def _relu_unless(preact: bool) -> list[nn.Module]:
+    return [] if preact else [nn.ReLU(inplace=False)]
+
+
+class _Op(nn.Sequential):
+    """A Sequential carrying the supernet flags (see ``registry``)."""
+
+    def __init__(self, *layers: nn.Module, expects_preact: bool = False, shareable: bool = False):
+        super().__init__(*layers)
+        self.expects_preact = expects_preact
+        self.shareable = shareable
+
+
+def relu_conv_bn(
+    C_in: int, C_out: int, kernel: int, stride: int, padding: int, affine: bool = True
+) -> nn.Sequential:
+    return nn.Sequential(
+        nn.ReLU(inplace=False),
+        nn.Conv2d(C_in, C_out, kernel, stride, padding, bias=False),
+        nn.BatchNorm2d(C_out, affine=affine),
+    )
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution with two offset stride-2 1×1 convs (ceil(H/2) for any H)."""
+
+    def __init__(self, C_in: int, C_out: int, affine: bool = True, preact: bool = False):
+        super().__init__()
+        if C_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even C_out, got {C_out}")
+        self.relu = nn.Identity() if preact else nn.ReLU(inplace=False)
+        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(C_out, affine=affine)
+        self.expects_preact = preact
+        self.shareable = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+
+
+def sep_conv(C: int, kernel: int, stride: int, affine: bool, preact: bool) -> _Op:
+    pad = kernel // 2
+    return _Op(
+        *_relu_unless(preact),
+        nn.Conv2d(C, C, kernel, stride, pad, groups=C, bias=False),
+        nn.Conv2d(C, C, 1, bias=False),
+        nn.BatchNorm2d(C, affine=affine),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(C, C, kernel, 1, pad, groups=C, bias=False),
+        nn.Conv2d(C, C, 1, bias=False),
+        nn.BatchNorm2d(C, affine=affine),
+        expects_preact=preact,
+    )
+
+
+def dil_conv(C: int, kernel: int, stride: int, affine: bool, preact: bool) -> _Op:
+    pad = 2 * (kernel // 2)
+    return _Op(
+        *_relu_unless(preact),
+        nn.Conv2d(C, C, kernel, stride, pad, dilation=2, groups=C, bias=False),
+        nn.Conv2d(C, C, 1, bias=False),
+        nn.BatchNorm2d(C, affine=affine),
+        expects_preact=preact,
+    )
+
+
+def _pool(pool: nn.Module, C: int, affine: bool) -> _Op:
+    # Non-affine BN after pooling only at search time, as in the DARTS MixedOp.
+    layers = [pool] if affine else [pool, nn.BatchNorm2d(C, affine=False)]
+    return _Op(*layers, shareable=True)
+
+
+class Zero(nn.Module):
+    """The ``none`` op: a zero tensor of the output shape (the supernet never evaluates it)."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+        self.shareable = True
+        self.expects_preact = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            return torch.zeros_like(x)
+        return torch.zeros_like(x[:, :, :: self.stride, :: self.stride])
+
+
+@register_op("none")
+def _none(C: int, stride: int, affine: bool, preact: bool) -> nn.Module:
+    return Zero(stride)
+
+
+@register_op("max_pool_3x3")
+def _max_pool(C: int, stride: int, affine: bool, preact: bool) -> nn.Module:
+    return _pool(nn.MaxPool2d(3, stride=stride, padding=1), C, affine)
+
+
+@register_op("avg_pool_3x3")
+def _avg_pool(C: int, stride: int, affine: bool, preact: bool) -> nn.Module:
+    return _pool(nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False), C, affine)
+
+
+@register_op("skip_connect")
+def _skip(C: int, stride: int, affine: bool, preact: bool) -> nn.Module:
+    if stride == 1:
+        return _Op(nn.Identity(), shareable=True)
+    return FactorizedReduce(C, C, affine=affine, preact=preact)
+
+
+@register_op("sep_conv_3x3")
+def _sep3(C: int, stride: int, affine: bool, preact: bool) -> nn.Module:
+    return sep_conv(C, 3, stride, affine, preact)
+
+
+@register_op("sep_conv_5x5")
+def _sep5(C: int, stride: int, affine: bool, preact: bool) -> nn.Module:
+    return sep_conv(C, 5, stride, affine, preact)
+
+
+@register_op("dil_conv_3x3")
+def _dil3(C: int, stride: int, affine: bool, preact: bool) -> nn.Module:
+    return dil_conv(C, 3, stride, affine, preact)
+
+
+@register_op("dil_conv_5x5")
+def _dil5(C: int, stride: int, affine: bool, preact: bool) -> nn.Module:
+    return dil_conv(C, 5, stride, affine, preact)

@@ -1,0 +1,51 @@
+"""``run(cfg)``: the whole search from a composed config. The only module that knows Hydra."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning.pytorch as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_all(cfg: DictConfig | None) -> list[Any]:
+    """A node with ``_target_`` → one object; a dict of such nodes → a list (``null`` skipped)."""
+    if not cfg:
+        return []
+    if "_target_" in cfg:
+        return [instantiate(cfg)]
+    return [instantiate(node) for node in cfg.values() if node is not None and "_target_" in node]
+
+
+def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
+    """Instantiate data → space (shaped by the data) → algorithm → callbacks, loggers, trainer."""
+    datamodule = instantiate(cfg.dataset)
+    in_channels = datamodule.input_shape[0]
+    space = instantiate(cfg.space, in_channels=in_channels, num_classes=datamodule.num_classes)
+    algo = instantiate(cfg.algo, space=space)
+    callbacks = instantiate_all(cfg.get("callbacks"))
+    loggers = instantiate_all(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return datamodule, algo, trainer
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Fit the search and return its final metrics and genotype."""
+    if cfg.get("seed") is not None:
+        pl.seed_everything(int(cfg.seed), workers=True)
+    datamodule, algo, trainer = build(cfg)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    log.info("search space: %s, %d weights, %d architecture parameters",
+             type(algo.space).__name__,
+             sum(p.numel() for p in algo.space.weight_parameters()),
+             sum(p.numel() for p in algo.space.arch_parameters()))
+    trainer.fit(algo, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    genotype = algo.space.export()
+    log.info("final metrics: %s", {k: round(v, 4) for k, v in sorted(metrics.items())})
+    return {"metrics": metrics, "genotype": genotype.to_dict(), "output_dir": trainer.default_root_dir}
