@@ -22,11 +22,16 @@ def instantiate_all(cfg: DictConfig | None) -> list[Any]:
 
 
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
-    """Instantiate data → space (shaped by the data) → algorithm → callbacks, loggers, trainer."""
+    """Instantiate data → space (shaped by the data) → latency → algorithm → callbacks, loggers,
+    trainer."""
     datamodule = instantiate(cfg.dataset)
-    in_channels = datamodule.input_shape[0]
-    space = instantiate(cfg.space, in_channels=in_channels, num_classes=datamodule.num_classes)
-    algo = instantiate(cfg.algo, space=space)
+    channels, height, width = datamodule.input_shape
+    space = instantiate(cfg.space, in_channels=channels, num_classes=datamodule.num_classes,
+                        input_size=(height, width))
+    extra = {}
+    if cfg.get("latency") is not None:  # hardware-aware algorithms take a latency model
+        extra["latency"] = instantiate(cfg.latency)
+    algo = instantiate(cfg.algo, space=space, **extra)
     callbacks = instantiate_all(cfg.get("callbacks"))
     loggers = instantiate_all(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

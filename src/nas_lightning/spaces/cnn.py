@@ -48,6 +48,7 @@ class CNNSearchSpace(SearchSpace):
         stem_multiplier: int = 3,
         k: int = 2,
         channels_last: bool = False,
+        input_size: tuple[int, int] | None = None,
     ):
         super().__init__()
         for name, value, low in (
@@ -69,6 +70,8 @@ class CNNSearchSpace(SearchSpace):
         self.op_names = validate_ops(ops)
         self.nodes, self.k, self.layers = nodes, k, layers
         self.num_classes = num_classes
+        # resolution-agnostic (reductions use ceil(H/2)); kept for reports and latency models
+        self.input_size = tuple(input_size) if input_size is not None else None
         self.channels_last = channels_last
         self.reduction_layers = sorted({layers // 3, 2 * layers // 3})
         n_edges = sum(i + 2 for i in range(nodes))
