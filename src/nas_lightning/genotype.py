@@ -62,7 +62,57 @@ class CellGenotype:
         )
 
 
-GENOTYPE_TYPES: dict[str, Any] = {"darts_cnn": CellGenotype}
+@dataclass
+class BlockGenotype:
+    """A ProxylessNAS genotype: the chosen op per searchable block (``zero`` = block skipped).
+
+    ``labels`` name the blocks (as in the α heatmap); ``space`` holds the search space's
+    constructor arguments, so ``MobileNetSearchSpace(**g.space).single_path(g)`` rebuilds the net.
+    """
+
+    blocks: list[str]
+    labels: list[str] = field(default_factory=list)
+    space: dict[str, Any] = field(default_factory=dict)
+    kind: str = field(default="proxyless", init=False)
+
+    def __post_init__(self) -> None:
+        if self.labels and len(self.labels) != len(self.blocks):
+            raise ValueError(
+                f"{len(self.labels)} labels for {len(self.blocks)} blocks; give one per block"
+            )
+
+    def ops(self) -> list[str]:
+        return list(self.blocks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.kind,
+            "blocks": list(self.blocks),
+            "labels": list(self.labels),
+            "space": dict(self.space),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BlockGenotype:
+        try:
+            blocks = d["blocks"]
+            if isinstance(blocks, str) or not all(isinstance(b, str) for b in blocks):
+                raise TypeError("blocks must be a list of op names")
+            return cls(
+                blocks=list(blocks),
+                labels=[str(x) for x in d.get("labels") or []],
+                space=dict(d.get("space") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"not a ProxylessNAS block genotype: {d!r} ({e})") from e
+
+    def __str__(self) -> str:
+        labels = self.labels or [str(i) for i in range(len(self.blocks))]
+        body = ", ".join(f"{lab}={op}" for lab, op in zip(labels, self.blocks, strict=True))
+        return f"BlockGenotype({body})"
+
+
+GENOTYPE_TYPES: dict[str, Any] = {"darts_cnn": CellGenotype, "proxyless": BlockGenotype}
 
 
 def derive_cell(probs: torch.Tensor, op_names: Sequence[str], nodes: int, k: int = 2) -> Gene:

@@ -2,5 +2,6 @@
 
 from nas_lightning.algos.base import BilevelSearch
 from nas_lightning.algos.darts import DartsSearch
+from nas_lightning.algos.proxyless import ProxylessSearch
 
-__all__ = ["BilevelSearch", "DartsSearch"]
+__all__ = ["BilevelSearch", "DartsSearch", "ProxylessSearch"]

@@ -95,6 +95,9 @@ class BilevelSearch(pl.LightningModule):
         """Set ``.grad`` of the α and return the architecture loss (α optimiser steps after)."""
         raise NotImplementedError
 
+    def on_arch_step_end(self) -> None:
+        """Called right after the α optimiser step (ProxylessNAS rescales the updated α here)."""
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         train, val = tuple(batch["train"]), tuple(batch["val"])
         opt_w, opt_a = self.optimizers()
@@ -102,6 +105,7 @@ class BilevelSearch(pl.LightningModule):
             opt_a.zero_grad(set_to_none=True)
             arch_loss = self.arch_step(train, val)
             opt_a.step()
+            self.on_arch_step_end()
             self.log("arch/val_loss", arch_loss, on_step=False, on_epoch=True)
         opt_w.zero_grad(set_to_none=True)
         loss, logits = self.weight_step(train)

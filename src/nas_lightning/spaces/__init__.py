@@ -2,5 +2,6 @@
 
 from nas_lightning.spaces.base import SearchSpace
 from nas_lightning.spaces.cnn import DARTS_OPS, CNNSearchSpace
+from nas_lightning.spaces.mobilenet import MobileNetSearchSpace
 
-__all__ = ["DARTS_OPS", "CNNSearchSpace", "SearchSpace"]
+__all__ = ["DARTS_OPS", "CNNSearchSpace", "MobileNetSearchSpace", "SearchSpace"]

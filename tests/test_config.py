@@ -1,0 +1,85 @@
+"""Every config group option composes and instantiates; bad choices are named."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+import nas_lightning.conf
+from nas_lightning.run import build, instantiate_all
+
+CONF = Path(nas_lightning.conf.__file__).parent
+GROUPS = ["algo", "space", "dataset", "trainer", "logger", "callbacks", "debug", "experiment"]
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+# options that only make sense together with another choice
+COMPANIONS = {("algo", "proxyless"): ["space=mobilenet"], ("space", "mobilenet"): ["algo=proxyless"]}
+
+
+def test_primary_defaults(compose_cfg):
+    cfg = compose_cfg()
+    assert cfg.algo._target_.endswith("DartsSearch") and cfg.algo.order == 1
+    assert cfg.space._target_.endswith("CNNSearchSpace")
+    assert cfg.dataset._target_.endswith("DigitsDataModule")
+    assert cfg.algo.weight_optimizer.lr == 0.025 and cfg.algo.arch_optimizer.lr == 3e-4
+    assert cfg.algo.hvp == "exact" and cfg.algo.fd_r == 0.01
+    assert cfg.algo.scheduler.eta_min == 0.001 and cfg.algo.grad_clip == 5.0
+    assert cfg.get("experiment") is None and cfg.get("debug") is None
+
+
+@pytest.mark.parametrize("group, option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_composes_and_instantiates(compose_cfg, group, option):
+    cfg = compose_cfg(f"{group}={option}", *COMPANIONS.get((group, option), []))
+    OmegaConf.resolve(cfg)
+    dm = instantiate(cfg.dataset)
+    space = instantiate(cfg.space, in_channels=dm.input_shape[0], num_classes=dm.num_classes,
+                        input_size=dm.input_shape[1:])
+    extra = {"latency": instantiate(cfg.latency)} if cfg.get("latency") else {}
+    algo = instantiate(cfg.algo, space=space, **extra)
+    assert algo.space is space
+    callbacks = instantiate_all(cfg.get("callbacks"))
+    loggers = instantiate_all(cfg.get("logger"))
+    if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
+        with pytest.raises(Exception, match="gpu"):  # Lightning refuses clearly without a GPU
+            instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        return
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    assert trainer.default_root_dir == cfg.paths.output_dir
+
+
+def test_second_order_two_ways(compose_cfg):
+    assert compose_cfg("algo=darts_2nd").algo.order == 2
+    assert compose_cfg("algo.order=2").algo.order == 2
+
+
+def test_unknown_group_option_lists_choices(compose_cfg):
+    with pytest.raises(ConfigCompositionException) as e:
+        compose_cfg("dataset=imagenet")
+    assert "imagenet" in str(e.value) and "digits" in str(e.value) and "cifar10" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("space.nodes=0", "space.nodes=0"),
+        ("space.ops=[sep_conv_3x3,conv_9x9]", "'conv_9x9'.*valid ops are"),
+        ("space.k=3", "space.k=3.*valid choices"),
+        ("algo.hvp=magic", "algo.hvp='magic'.*exact, finite_difference, full"),
+    ],
+)
+def test_bad_values_are_named(compose_cfg, override, match):
+    cfg = compose_cfg(override)
+    with pytest.raises(Exception, match=match):
+        build(cfg)
+
+
+def test_wandb_logger_offline_needs_no_login(compose_cfg, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cfg = compose_cfg("logger=wandb", "logger.offline=true")
+    (logger,) = instantiate_all(cfg.logger)
+    logger.log_metrics({"train/loss": 1.0}, step=0)  # starts an offline run, no network
+    assert Path(logger.experiment.dir).is_relative_to(Path(cfg.paths.output_dir).resolve()) or \
+        str(cfg.paths.output_dir) in logger.experiment.dir
+    logger.experiment.finish()

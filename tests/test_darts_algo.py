@@ -1,0 +1,104 @@
+"""DartsSearch: the bilevel loop moves α and w, keeps them apart, and fails loudly."""
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from nas_lightning.algos import DartsSearch
+from nas_lightning.run import build
+from nas_lightning.spaces.base import SearchSpace
+
+
+def _fit(compose_cfg, *overrides):
+    cfg = compose_cfg(
+        "dataset=synthetic", "dataset.shape=[1,8,8]", "dataset.num_samples=64",
+        "dataset.batch_size=16", "space.init_channels=4", "space.layers=3",
+        "trainer.accelerator=cpu", "trainer.max_epochs=1", "trainer.limit_val_batches=1",
+        "logger=none", "callbacks=none", "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false", *overrides,
+    )
+    dm, algo, trainer = build(cfg)
+    arch0 = [a.detach().clone() for a in algo.space.arch_parameters()]
+    w0 = [w.detach().clone() for w in algo.space.weight_parameters()]
+    trainer.fit(algo, datamodule=dm)
+    return algo, trainer, arch0, w0
+
+
+def _moved(before, params):
+    return [not torch.equal(b, p.detach()) for b, p in zip(before, params, strict=True)]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["algo=darts"],
+        ["algo=darts_2nd"],
+        ["algo=darts", "algo.order=2", "algo.hvp=finite_difference"],
+    ],
+    ids=["first_order", "second_order_exact", "second_order_fd"],
+)
+def test_search_moves_alpha_and_weights(compose_cfg, overrides):
+    algo, trainer, arch0, w0 = _fit(compose_cfg, *overrides)
+    assert trainer.global_step > 0
+    assert all(_moved(arch0, algo.space.arch_parameters()))
+    assert sum(_moved(w0, algo.space.weight_parameters())) > 0.9 * len(w0)
+    metrics = trainer.callback_metrics
+    for key in ("train/loss", "train/acc", "val/loss", "val/acc", "arch/entropy",
+                "arch/skip_count"):
+        assert key in metrics, key
+    assert 0 < float(metrics["arch/entropy"]) <= torch.log(torch.tensor(8.0)).item() + 1e-6
+
+
+def test_alpha_never_in_weight_optimizer(compose_cfg):
+    cfg = compose_cfg("space.init_channels=4", "space.layers=3")
+    _, algo, _ = build(cfg)
+    opt_w, opt_a = algo.configure_optimizers()[0]
+    in_w = {id(p) for g in opt_w.param_groups for p in g["params"]}
+    in_a = {id(p) for g in opt_a.param_groups for p in g["params"]}
+    assert in_a == {id(p) for p in algo.space.arch_parameters()}
+    assert not in_a & in_w
+    assert isinstance(opt_w, torch.optim.SGD) and isinstance(opt_a, torch.optim.Adam)
+    assert opt_a.defaults["betas"] == (0.5, 0.999) or list(opt_a.defaults["betas"]) == [0.5, 0.999]
+
+
+def test_no_normal_cell_leaves_its_alpha_untouched(compose_cfg):
+    algo, _, arch0, _ = _fit(compose_cfg, "space.layers=2")
+    assert _moved(arch0, algo.space.arch_parameters()) == [False, True]
+
+
+def test_warmup_epochs_freeze_alpha(compose_cfg):
+    algo, _, arch0, w0 = _fit(compose_cfg, "algo.warmup_epochs=1")
+    assert _moved(arch0, algo.space.arch_parameters()) == [False, False]
+    assert any(_moved(w0, algo.space.weight_parameters()))
+
+
+class NoAlpha(SearchSpace):
+    num_classes = 2
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 2)
+
+    def arch_parameters(self):
+        return []
+
+    def export(self):
+        return None
+
+    def export_probs(self):
+        return {}
+
+
+def test_space_without_alpha_fails_loudly(compose_cfg):
+    cfg = compose_cfg()
+    with pytest.raises(ValueError, match="NoAlpha has no architecture parameters"):
+        DartsSearch(NoAlpha(), instantiate(cfg.algo.weight_optimizer),
+                    instantiate(cfg.algo.arch_optimizer))
+
+
+@pytest.mark.parametrize("kw, match", [({"order": 3}, "order=3"), ({"hvp": "magic"}, "'magic'")])
+def test_bad_algo_options(compose_cfg, kw, match):
+    cfg = compose_cfg("space.init_channels=4", "space.layers=3")
+    _, algo, _ = build(cfg)
+    with pytest.raises(ValueError, match=match):
+        DartsSearch(algo.space, algo._weight_optimizer, algo._arch_optimizer, **kw)

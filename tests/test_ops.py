@@ -1,0 +1,65 @@
+"""The op registry and every registered op."""
+
+import pytest
+import torch
+
+from nas_lightning.ops import ZERO, available_ops, build_op, canonical_name, validate_ops
+
+OPS = available_ops()
+
+
+def test_registry_has_the_eight_darts_ops():
+    assert set(OPS) == {
+        "none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
+        "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
+    }
+
+
+@pytest.mark.parametrize("name", OPS)
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("size", [8, 7])
+def test_op_shape(name, stride, affine, size):
+    op = build_op(name, 6, stride, affine=affine)
+    y = op(torch.randn(2, 6, size, size))
+    expected = size if stride == 1 else (size + 1) // 2
+    assert y.shape == (2, 6, expected, expected)
+
+
+@pytest.mark.parametrize("name", [n for n in OPS if n != ZERO])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_op_gets_gradients(name, stride):
+    op = build_op(name, 4, stride, affine=True)
+    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    op(x).square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    for p in op.parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", OPS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_preact_op_equals_op_after_relu(name, stride):
+    torch.manual_seed(0)
+    full = build_op(name, 4, stride, affine=False)
+    pre = build_op(name, 4, stride, affine=False, preact=True)
+    src = list(full.state_dict().values())  # same tensors, keys shifted by the dropped ReLU
+    pre.load_state_dict(dict(zip(pre.state_dict(), src, strict=True)))
+    x = torch.randn(3, 4, 8, 8)
+    got = pre(torch.relu(x)) if pre.expects_preact else pre(x)
+    torch.testing.assert_close(got, full(x))
+
+
+def test_zero_alias_and_unknown_op_error():
+    assert canonical_name("zero") == ZERO
+    with pytest.raises(ValueError, match="'conv_9x9'.*valid ops are: none, max_pool_3x3"):
+        build_op("conv_9x9", 4)
+
+
+@pytest.mark.parametrize(
+    "ops, match",
+    [([], "empty"), (["none"], "no op besides"), (["skip_connect", "skip_connect"], "duplicate")],
+)
+def test_validate_ops_rejects(ops, match):
+    with pytest.raises(ValueError, match=match):
+        validate_ops(ops)
