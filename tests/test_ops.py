@@ -63,3 +63,25 @@ def test_zero_alias_and_unknown_op_error():
 def test_validate_ops_rejects(ops, match):
     with pytest.raises(ValueError, match=match):
         validate_ops(ops)
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [(8, 8), (7, 9)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_polyphase_dilated_conv_equals_dilated_conv(kernel, stride, size, channels_last):
+    from nas_lightning.ops.darts_ops import DilatedDepthwiseConv2d
+
+    conv = DilatedDepthwiseConv2d(4, kernel, stride).double()
+    x = torch.randn(3, 4, *size, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    ref = torch.nn.functional.conv2d(x, conv.weight, None, stride, 2 * (kernel // 2), 2, 4)
+    out = conv(x)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(ref)
+    got = torch.autograd.grad(out, [x, conv.weight], g)
+    want = torch.autograd.grad(ref, [x, conv.weight], g)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)

@@ -71,11 +71,46 @@ def sep_conv(C: int, kernel: int, stride: int, affine: bool, preact: bool) -> _O
     )
 
 
+class DilatedDepthwiseConv2d(nn.Conv2d):
+    """Depthwise k×k conv with dilation 2 and "same" padding, computed without dilation.
+
+    A dilation-2 conv is four ordinary convs on the four polyphase sub-images (even/odd rows ×
+    even/odd columns); with stride 2 only the even sub-image is read. The maths and parameters
+    are those of ``nn.Conv2d(C, C, k, stride, 2*(k//2), dilation=2, groups=C)``, but CPU backends
+    run undilated depthwise kernels several times faster (backward especially).
+    """
+
+    def __init__(self, C: int, kernel: int, stride: int):
+        super().__init__(C, C, kernel, stride, 2 * (kernel // 2), dilation=2, groups=C, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.kernel_size[0]
+        if self.stride[0] == 2:
+            return F.conv2d(x[:, :, ::2, ::2], self.weight, None, 1, k // 2, 1, self.groups)
+        B, C, H, W = x.shape
+        if H % 2 or W % 2:
+            x = F.pad(x, (0, W % 2, 0, H % 2))
+        h, w = x.shape[2] // 2, x.shape[3] // 2
+        nhwc = x.permute(0, 2, 3, 1)  # free for channels_last inputs
+        sub = nhwc.reshape(B, h, 2, w, 2, C).permute(2, 4, 0, 1, 3, 5).reshape(4 * B, h, w, C)
+        y = F.conv2d(_as_format(sub.permute(0, 3, 1, 2), x), self.weight, None, 1, k // 2, 1,
+                     self.groups)
+        y = y.permute(0, 2, 3, 1).reshape(2, 2, B, h, w, C).permute(2, 3, 0, 4, 1, 5)
+        y = _as_format(y.reshape(B, 2 * h, 2 * w, C).permute(0, 3, 1, 2), x)
+        return y[:, :, :H, :W] if (H % 2 or W % 2) else y
+
+
+def _as_format(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Keep the memory format of ``like`` (a channels_last input stays channels_last)."""
+    if like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
+        return t.contiguous(memory_format=torch.channels_last)
+    return t.contiguous()
+
+
 def dil_conv(C: int, kernel: int, stride: int, affine: bool, preact: bool) -> _Op:
-    pad = 2 * (kernel // 2)
     return _Op(
         *_relu_unless(preact),
-        nn.Conv2d(C, C, kernel, stride, pad, dilation=2, groups=C, bias=False),
+        DilatedDepthwiseConv2d(C, kernel, stride),
         nn.Conv2d(C, C, 1, bias=False),
         nn.BatchNorm2d(C, affine=affine),
         expects_preact=preact,
