@@ -102,3 +102,35 @@ def test_bad_algo_options(compose_cfg, kw, match):
     _, algo, _ = build(cfg)
     with pytest.raises(ValueError, match=match):
         DartsSearch(algo.space, algo._weight_optimizer, algo._arch_optimizer, **kw)
+
+
+def test_resume_from_last_checkpoint_restores_alpha_and_optimisers(compose_cfg, tmp_path):
+    common = ["callbacks=default", "~callbacks.rich_progress_bar", "~callbacks.alpha_heatmap"]
+    algo, trainer, _, _ = _fit(compose_cfg, *common)
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    saved = torch.load(ckpt, weights_only=False)
+    alpha_after_epoch0 = saved["state_dict"]["space.alpha_normal"]
+    assert torch.equal(alpha_after_epoch0, algo.space.alpha_normal.detach())
+
+    cfg = compose_cfg(
+        "dataset=synthetic", "dataset.shape=[1,8,8]", "dataset.num_samples=64",
+        "dataset.batch_size=16", "space.init_channels=4", "space.layers=3",
+        "trainer.accelerator=cpu", "trainer.max_epochs=2", "trainer.limit_val_batches=1",
+        "logger=none", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+        *common, f"ckpt_path={ckpt}",
+    )
+    dm, algo2, trainer2 = build(cfg)
+    seen = {}
+
+    def spy(*args, **kwargs):  # the first α-step after resume starts from the saved α
+        seen.setdefault("alpha", algo2.space.alpha_normal.detach().clone())
+        state = trainer2.optimizers[1].state[algo2.space.alpha_normal]
+        seen.setdefault("adam_steps", float(state["step"]))  # a tensor Adam updates in place
+        return orig(*args, **kwargs)
+
+    orig = algo2.arch_step
+    algo2.arch_step = spy
+    trainer2.fit(algo2, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    assert trainer2.current_epoch == 2
+    assert torch.equal(seen["alpha"], alpha_after_epoch0)
+    assert float(seen["adam_steps"]) == trainer.global_step / 2  # one α-step per batch, restored
