@@ -85,3 +85,29 @@ def test_polyphase_dilated_conv_equals_dilated_conv(kernel, stride, size, channe
     want = torch.autograd.grad(ref, [x, conv.weight], g)
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (2, 3), (4, 4), (8, 8)])
+def test_depthwise_same_matches_conv2d_with_double_backward(kernel, stride, size):
+    from nas_lightning.ops.depthwise import depthwise_same
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, *size, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 1, kernel, kernel, dtype=torch.float64, requires_grad=True)
+    ref = torch.nn.functional.conv2d(x, w, None, stride, kernel // 2, 1, 4)
+    out = depthwise_same(x, w, stride)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(ref)
+    got = torch.autograd.grad(out, [x, w], g, create_graph=True)
+    want = torch.autograd.grad(ref, [x, w], g, create_graph=True)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
+    v = [torch.randn_like(t) for t in got]  # second derivatives (exact HVP relies on them)
+    dot_got = sum((a * b).sum() for a, b in zip(got, v, strict=True))
+    dot_want = sum((a * b).sum() for a, b in zip(want, v, strict=True))
+    for a, b in zip(torch.autograd.grad(dot_got, [x, w], allow_unused=True, materialize_grads=True),
+                    torch.autograd.grad(dot_want, [x, w], allow_unused=True, materialize_grads=True),
+                    strict=True):
+        torch.testing.assert_close(a, b)

@@ -7,32 +7,19 @@ optimisation, so the two optimisers and their order stay explicit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
+from nas_lightning.algos.hypergrad import frozen
 from nas_lightning.spaces.base import SearchSpace
 
 OptimFactory = Callable[..., torch.optim.Optimizer]
-
-
-@contextmanager
-def frozen(params: Iterable[nn.Parameter]) -> Iterator[None]:
-    """Temporarily mark parameters as constants, so autograd neither saves nor computes for them."""
-    params = [p for p in params if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
 
 
 class BilevelSearch(pl.LightningModule):

@@ -12,7 +12,8 @@ and ``full`` (autograd through the whole virtual step; a reference for tests).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +23,19 @@ Batch = tuple[Tensor, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
 HVP_MODES = ("exact", "finite_difference", "full")
 Grads = list[Tensor | None]
+
+
+@contextmanager
+def frozen(params: Iterable[Tensor]) -> Iterator[None]:
+    """Temporarily mark parameters as constants, so autograd neither saves nor computes for them."""
+    params = [p for p in params if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def _loss(model: nn.Module, params: dict[str, Tensor], batch: Batch, loss_fn: LossFn) -> Tensor:
@@ -67,9 +81,11 @@ def unrolled_grad(
 
     # ``exact`` keeps this graph: ⟨∇w L_train, v⟩ is later differentiated w.r.t. α from it,
     # which saves a second forward pass over the train batch.
-    l_train = _loss(model, weights, train_batch, loss_fn)
-    g_train = torch.autograd.grad(l_train, w, create_graph=hvp != "finite_difference",
-                                  allow_unused=True)
+    # ``finite_difference`` needs only ∇w here: α frozen, so no α graph is built.
+    with frozen(arch if hvp == "finite_difference" else []):
+        l_train = _loss(model, weights, train_batch, loss_fn)
+        g_train = torch.autograd.grad(l_train, w, create_graph=hvp != "finite_difference",
+                                      allow_unused=True)
     g_train = [torch.zeros_like(p) if g is None else g for g, p in zip(g_train, w, strict=True)]
     if hvp == "full":
         w_virt = [p.detach() - xi * (g + e) for p, g, e in zip(w, g_train, extra, strict=True)]

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas_lightning.ops.depthwise import DepthwiseConv2d, depthwise_same
 from nas_lightning.ops.registry import register_op
 
 
@@ -57,14 +58,13 @@ class FactorizedReduce(nn.Module):
 
 
 def sep_conv(C: int, kernel: int, stride: int, affine: bool, preact: bool) -> _Op:
-    pad = kernel // 2
     return _Op(
         *_relu_unless(preact),
-        nn.Conv2d(C, C, kernel, stride, pad, groups=C, bias=False),
+        DepthwiseConv2d(C, kernel, stride),
         nn.Conv2d(C, C, 1, bias=False),
         nn.BatchNorm2d(C, affine=affine),
         nn.ReLU(inplace=True),
-        nn.Conv2d(C, C, kernel, 1, pad, groups=C, bias=False),
+        DepthwiseConv2d(C, kernel, 1),
         nn.Conv2d(C, C, 1, bias=False),
         nn.BatchNorm2d(C, affine=affine),
         expects_preact=preact,
@@ -84,17 +84,15 @@ class DilatedDepthwiseConv2d(nn.Conv2d):
         super().__init__(C, C, kernel, stride, 2 * (kernel // 2), dilation=2, groups=C, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = self.kernel_size[0]
         if self.stride[0] == 2:
-            return F.conv2d(x[:, :, ::2, ::2], self.weight, None, 1, k // 2, 1, self.groups)
+            return depthwise_same(x[:, :, ::2, ::2], self.weight)
         B, C, H, W = x.shape
         if H % 2 or W % 2:
             x = F.pad(x, (0, W % 2, 0, H % 2))
         h, w = x.shape[2] // 2, x.shape[3] // 2
         nhwc = x.permute(0, 2, 3, 1)  # free for channels_last inputs
         sub = nhwc.reshape(B, h, 2, w, 2, C).permute(2, 4, 0, 1, 3, 5).reshape(4 * B, h, w, C)
-        y = F.conv2d(_as_format(sub.permute(0, 3, 1, 2), x), self.weight, None, 1, k // 2, 1,
-                     self.groups)
+        y = depthwise_same(_as_format(sub.permute(0, 3, 1, 2), x), self.weight)
         y = y.permute(0, 2, 3, 1).reshape(2, 2, B, h, w, C).permute(2, 3, 0, 4, 1, 5)
         y = _as_format(y.reshape(B, 2 * h, 2 * w, C).permute(0, 3, 1, 2), x)
         return y[:, :, :H, :W] if (H % 2 or W % 2) else y

@@ -1,0 +1,148 @@
+"""What every latency model offers, and the calibration shared by the measured ones.
+
+The search consumes a latency model through one method, ``op_latency_ms(desc)`` (``zero`` →
+0.0). Summing per-op latencies measured in isolation misses what a whole network adds —
+framework dispatch, residual adds, cache effects — so the measured models (LUT, predictor)
+carry a :class:`Calibration` fitted on end-to-end timings of separate calibration
+architectures: ``op = scale × raw (+ op_overhead_ms)`` for every non-zero op, plus a constant
+``offset_ms`` per network (it changes no ranking, only absolute values).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from nas_lightning.ops.mbconv import OpDesc
+
+
+@runtime_checkable
+class LatencyModel(Protocol):
+    def op_latency_ms(self, desc: OpDesc) -> float: ...
+
+
+@dataclass(frozen=True)
+class Calibration:
+    scale: float = 1.0
+    op_overhead_ms: float = 0.0
+    offset_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Calibration:
+        return cls(**d) if d else cls()
+
+
+class CalibratedLatency:
+    """Base of the measured models: subclasses implement ``raw_ms`` (isolated op latency)."""
+
+    calibration: Calibration = Calibration()
+
+    def raw_ms(self, desc: OpDesc) -> float:
+        raise NotImplementedError
+
+    def op_latency_ms(self, desc: OpDesc) -> float:
+        if desc.op == "zero":
+            return 0.0
+        c = self.calibration
+        return c.scale * self.raw_ms(desc) + c.op_overhead_ms
+
+    @property
+    def offset_ms(self) -> float:
+        return self.calibration.offset_ms
+
+
+MISMATCH_POLICIES = ("warn", "error", "ignore")
+
+
+def check_measured_with(
+    meta: dict[str, Any], what: str, expected: dict[str, Any], on_mismatch: str, fix: str
+) -> None:
+    """Compare a file's recorded settings (device, batch size, …) with what the search expects
+    (``None``: anything goes); warn, raise or ignore a difference per ``on_mismatch``."""
+    if on_mismatch not in MISMATCH_POLICIES:
+        raise ValueError(f"on_mismatch={on_mismatch!r}; valid: {MISMATCH_POLICIES}")
+    for field, want in expected.items():
+        have = meta.get(field)
+        if want is None or str(want) == str(have) or on_mismatch == "ignore":
+            continue
+        msg = (
+            f"{what} was measured with {field}={have!r} but the search expects "
+            f"{field}={want!r}; {fix}"
+        )
+        if on_mismatch == "error":
+            raise ValueError(msg)
+        warnings.warn(msg, stacklevel=3)
+
+
+def network_latency_ms(model: LatencyModel, descs: Iterable[OpDesc]) -> float:
+    """Latency of a whole network: the sum of its ops plus the model's per-network offset."""
+    return sum(model.op_latency_ms(d) for d in descs) + float(getattr(model, "offset_ms", 0.0))
+
+
+def expected_latency(
+    model: LatencyModel, candidates: Sequence[OpDesc], probs: torch.Tensor
+) -> torch.Tensor:
+    """E[latency] of one block, ``Σ_i p_i · F(o_i)``: differentiable in ``probs``."""
+    if probs.shape[-1] != len(candidates):
+        raise ValueError(
+            f"probs has {probs.shape[-1]} entries but the block has {len(candidates)} candidates"
+        )
+    lat = torch.tensor(
+        [model.op_latency_ms(d) for d in candidates], dtype=probs.dtype, device=probs.device
+    )
+    return (probs * lat).sum(-1)
+
+
+CALIBRATION_TERMS = ("scale", "offset", "overhead")
+
+
+def fit_calibration(
+    raw_sums: Sequence[float],
+    op_counts: Sequence[int],
+    measured: Sequence[float],
+    terms: Sequence[str] = ("scale",),
+) -> Calibration:
+    """Least-squares ``measured ≈ scale·raw_sum [+ offset] [+ op_overhead·op_count]`` in
+    relative error (rows weighted by 1/measured), with ``scale, op_overhead ≥ 0``.
+
+    Only the scale by default: sampled architectures span a narrow latency range, where an
+    offset or a per-op overhead is nearly collinear with the scale, so with a few noisy
+    calibration networks they trade off wildly and extrapolate badly.
+    """
+    from scipy.optimize import lsq_linear
+
+    bad = [t for t in terms if t not in CALIBRATION_TERMS]
+    if bad or "scale" not in terms:
+        raise ValueError(
+            f"calibration terms {list(terms)} are invalid; valid: 'scale' plus any of "
+            f"{CALIBRATION_TERMS[1:]}"
+        )
+    if not len(raw_sums) == len(op_counts) == len(measured) or len(measured) < 3:
+        raise ValueError(
+            f"calibration needs >= 3 architectures with raw sums, op counts and "
+            f"measurements of equal length, got {len(raw_sums)}, "
+            f"{len(op_counts)}, {len(measured)}"
+        )
+    y = torch.tensor(measured, dtype=torch.float64)
+    columns = {
+        "scale": (torch.tensor(raw_sums, dtype=torch.float64), 0.0),
+        "offset": (torch.ones_like(y), -float("inf")),
+        "overhead": (torch.tensor(op_counts, dtype=torch.float64), 0.0),
+    }
+    used = [t for t in CALIBRATION_TERMS if t in terms]
+    a = torch.stack([columns[t][0] for t in used], 1) / y[:, None]
+    low, high = [columns[t][1] for t in used], [float("inf")] * len(used)
+    sol = lsq_linear(a.numpy(), torch.ones_like(y).numpy(), bounds=(low, high)).x
+    fitted = dict(zip(used, (float(v) for v in sol), strict=True))
+    return Calibration(
+        scale=fitted["scale"],
+        offset_ms=fitted.get("offset", 0.0),
+        op_overhead_ms=fitted.get("overhead", 0.0),
+    )

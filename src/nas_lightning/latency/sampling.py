@@ -1,0 +1,118 @@
+"""Which ops and architectures to measure, read from a space's latency interface.
+
+A space offers ``latency_specs()`` (per searchable block, the OpDesc of every candidate),
+``fixed_specs()`` (stem, head), ``single_path(choice)`` and ``sample_choice(generator)``; these
+helpers turn that into the op lists that ``profile``, ``fit`` and ``check`` measure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from nas_lightning.ops.mbconv import OpDesc
+
+CHANNEL_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+SIZE_SCALES = (0.5, 1.0, 2.0)
+MBCONV_KERNELS, MBCONV_EXPANDS = (3, 5, 7), (3, 6)
+
+
+class LatencySpace(Protocol):
+    def latency_specs(self) -> dict[str, list[OpDesc]]: ...
+    def fixed_specs(self) -> list[OpDesc]: ...
+    def single_path(self, choice: list[int]) -> nn.Module: ...
+    def sample_choice(self, generator: torch.Generator) -> list[int]: ...
+
+
+def space_ops(space: LatencySpace) -> list[OpDesc]:
+    """Every distinct op a network of ``space`` can contain (fixed parts first)."""
+    ops = list(space.fixed_specs()) + [d for c in space.latency_specs().values() for d in c]
+    return list({d.key(): d for d in ops}.values())
+
+
+def architecture_ops(space: LatencySpace, choice: Sequence[int]) -> list[OpDesc]:
+    """The ops of one architecture: the fixed parts plus the chosen candidate of each block."""
+    specs = space.latency_specs()
+    if len(choice) != len(specs):
+        raise ValueError(
+            f"choice has {len(choice)} entries but the space has {len(specs)} "
+            f"searchable blocks: {list(specs)}"
+        )
+    ops = list(space.fixed_specs())
+    for (label, cands), i in zip(specs.items(), choice, strict=True):
+        if not 0 <= int(i) < len(cands):
+            raise ValueError(
+                f"choice {i} for block {label!r} is out of range; valid: 0..{len(cands) - 1}"
+            )
+        ops.append(cands[int(i)])
+    return ops
+
+
+def sample_choices(space: LatencySpace, n: int, seed: int) -> list[list[int]]:
+    """``n`` uniformly random architectures (reproducible for a given ``seed``)."""
+    gen = torch.Generator().manual_seed(int(seed))
+    return [list(space.sample_choice(gen)) for _ in range(n)]
+
+
+def _pick(seq: Sequence[Any], gen: torch.Generator) -> Any:
+    return seq[int(torch.randint(len(seq), (1,), generator=gen))]
+
+
+def perturb(desc: OpDesc, gen: torch.Generator) -> OpDesc:
+    """A nearby op: scaled widths and feature-map size, and for MBConv any kernel/expansion."""
+    scale = _pick(SIZE_SCALES, gen)
+    h, w = (max(1, round(s * scale)) for s in desc.in_size)
+    c_in = max(1, round(desc.in_channels * _pick(CHANNEL_SCALES, gen)))
+    if desc.op == "pool_linear":  # the classifier width is the dataset's, keep it
+        return replace(desc, in_channels=c_in, in_size=(h, w))
+    c_out = max(1, round(desc.out_channels * _pick(CHANNEL_SCALES, gen)))
+    s = desc.stride
+    extra = {}
+    if desc.op == "mbconv":
+        extra = {"kernel": _pick(MBCONV_KERNELS, gen), "expand": _pick(MBCONV_EXPANDS, gen)}
+    return replace(
+        desc,
+        in_channels=c_in,
+        out_channels=c_out,
+        in_size=(h, w),
+        out_size=(-(-h // s), -(-w // s)),
+        **extra,
+    )
+
+
+def training_ops(
+    space: LatencySpace, n: int, seed: int, exact_fraction: float = 0.5
+) -> list[OpDesc]:
+    """``n`` distinct non-zero ops to train a predictor on.
+
+    About ``exact_fraction`` of them are ops of sampled architectures (so the predictor is
+    accurate where the search needs it); the rest perturb widths, feature-map size, kernel and
+    expansion so it also covers shapes the space does not contain exactly.
+    """
+    if n < 1 or not 0.0 <= exact_fraction <= 1.0:
+        raise ValueError(
+            f"need n >= 1 and 0 <= exact_fraction <= 1, got n={n}, exact_fraction={exact_fraction}"
+        )
+    gen = torch.Generator().manual_seed(int(seed))
+    pool = [d for d in space_ops(space) if d.op != "zero"]
+    out: dict[str, OpDesc] = {}
+    n_exact = min(int(n * exact_fraction), len(pool))
+    for d in space.fixed_specs():
+        if len(out) < n_exact:
+            out.setdefault(d.key(), d)
+    for _ in range(100 * n):  # bounded: a few candidates may never be drawn
+        if len(out) >= n_exact:
+            break
+        for d in architecture_ops(space, space.sample_choice(gen)):
+            if d.op != "zero" and len(out) < n_exact:
+                out.setdefault(d.key(), d)
+    for _ in range(100 * n):
+        if len(out) >= n:
+            break
+        d = perturb(_pick(pool, gen), gen)
+        out.setdefault(d.key(), d)
+    return list(out.values())
