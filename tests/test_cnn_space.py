@@ -15,8 +15,7 @@ def tiny(**kw) -> CNNSearchSpace:
 
 def test_mixed_edge_is_softmax_weighted_sum_including_zero():
     torch.manual_seed(0)
-    cell = SearchCell(["none", "skip_connect"], 1, 4, 4, 4, reduction=False,
-                      reduction_prev=False)
+    cell = SearchCell(["none", "skip_connect"], 1, 4, 4, 4, reduction=False, reduction_prev=False)
     alpha = torch.randn(2, 2, requires_grad=True)
     s0, s1 = torch.randn(2, 4, 5, 5), torch.randn(2, 4, 5, 5)
     out = cell(s0, s1, F.softmax(alpha, -1))
@@ -27,8 +26,15 @@ def test_mixed_edge_is_softmax_weighted_sum_including_zero():
 
 
 def test_weightless_ops_are_shared_per_state():
-    cell = SearchCell(["none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3"],
-                      4, 8, 8, 4, reduction=False, reduction_prev=False)
+    cell = SearchCell(
+        ["none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3"],
+        4,
+        8,
+        8,
+        4,
+        reduction=False,
+        reduction_prev=False,
+    )
     # 2 inputs + 3 intermediate states feed later nodes: 5 states x 3 weightless ops
     assert len(cell.shared) == 15
     assert sum(len(e) for e in cell.edges) == 14  # one sep_conv per edge

@@ -11,11 +11,20 @@ from nas_lightning.spaces.base import SearchSpace
 
 def _fit(compose_cfg, *overrides):
     cfg = compose_cfg(
-        "dataset=synthetic", "dataset.shape=[1,8,8]", "dataset.num_samples=64",
-        "dataset.batch_size=16", "space.init_channels=4", "space.layers=3",
-        "trainer.accelerator=cpu", "trainer.max_epochs=1", "trainer.limit_val_batches=1",
-        "logger=none", "callbacks=none", "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false", *overrides,
+        "dataset=synthetic",
+        "dataset.shape=[1,8,8]",
+        "dataset.num_samples=64",
+        "dataset.batch_size=16",
+        "space.init_channels=4",
+        "space.layers=3",
+        "trainer.accelerator=cpu",
+        "trainer.max_epochs=1",
+        "trainer.limit_val_batches=1",
+        "logger=none",
+        "callbacks=none",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        *overrides,
     )
     dm, algo, trainer = build(cfg)
     arch0 = [a.detach().clone() for a in algo.space.arch_parameters()]
@@ -43,8 +52,14 @@ def test_search_moves_alpha_and_weights(compose_cfg, overrides):
     assert all(_moved(arch0, algo.space.arch_parameters()))
     assert sum(_moved(w0, algo.space.weight_parameters())) > 0.9 * len(w0)
     metrics = trainer.callback_metrics
-    for key in ("train/loss", "train/acc", "val/loss", "val/acc", "arch/entropy",
-                "arch/skip_count"):
+    for key in (
+        "train/loss",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "arch/entropy",
+        "arch/skip_count",
+    ):
         assert key in metrics, key
     assert 0 < float(metrics["arch/entropy"]) <= torch.log(torch.tensor(8.0)).item() + 1e-6
 
@@ -92,8 +107,9 @@ class NoAlpha(SearchSpace):
 def test_space_without_alpha_fails_loudly(compose_cfg):
     cfg = compose_cfg()
     with pytest.raises(ValueError, match="NoAlpha has no architecture parameters"):
-        DartsSearch(NoAlpha(), instantiate(cfg.algo.weight_optimizer),
-                    instantiate(cfg.algo.arch_optimizer))
+        DartsSearch(
+            NoAlpha(), instantiate(cfg.algo.weight_optimizer), instantiate(cfg.algo.arch_optimizer)
+        )
 
 
 @pytest.mark.parametrize("kw, match", [({"order": 3}, "order=3"), ({"hvp": "magic"}, "'magic'")])
@@ -113,11 +129,20 @@ def test_resume_from_last_checkpoint_restores_alpha_and_optimisers(compose_cfg, 
     assert torch.equal(alpha_after_epoch0, algo.space.alpha_normal.detach())
 
     cfg = compose_cfg(
-        "dataset=synthetic", "dataset.shape=[1,8,8]", "dataset.num_samples=64",
-        "dataset.batch_size=16", "space.init_channels=4", "space.layers=3",
-        "trainer.accelerator=cpu", "trainer.max_epochs=2", "trainer.limit_val_batches=1",
-        "logger=none", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-        *common, f"ckpt_path={ckpt}",
+        "dataset=synthetic",
+        "dataset.shape=[1,8,8]",
+        "dataset.num_samples=64",
+        "dataset.batch_size=16",
+        "space.init_channels=4",
+        "space.layers=3",
+        "trainer.accelerator=cpu",
+        "trainer.max_epochs=2",
+        "trainer.limit_val_batches=1",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        *common,
+        f"ckpt_path={ckpt}",
     )
     dm, algo2, trainer2 = build(cfg)
     seen = {}

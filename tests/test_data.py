@@ -311,10 +311,12 @@ def test_dataset_configs_spell_out_constructor_defaults(tmp_path, name):
     assert set(node) - {"_target_"} == set(params) - {"self"}
     values = OmegaConf.to_container(node, resolve=False)
     for key, p in params.items():
-        if key not in ("self", "data_dir"):
+        if key == "seed":  # follows the run's global seed
+            assert values[key] == "${seed}"
+        elif key not in ("self", "data_dir"):
             default = list(p.default) if isinstance(p.default, tuple) else p.default
             assert values[key] == default, key
-    cfg = OmegaConf.create({"paths": {"data_dir": str(tmp_path)}, "dataset": node})
+    cfg = OmegaConf.create({"seed": 0, "paths": {"data_dir": str(tmp_path)}, "dataset": node})
     dm = instantiate(cfg.dataset)  # constructing must not touch the network or disk
     assert type(dm) is cls and dm.num_classes == 10
     if name == "cifar10":

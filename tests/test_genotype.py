@@ -12,15 +12,19 @@ OPS = DARTS_OPS  # none, max, avg, skip, sep3, sep5, dil3, dil5
 def test_hand_built_alpha_example():
     """Two nodes. Node 0 (inputs 0, 1); node 1 (inputs 0, 1, 2)."""
     p = torch.full((5, 8), 0.01)
-    p[0, 0] = 0.9   # 0→2: zero dominates, best non-zero is sep3 (0.3)
+    p[0, 0] = 0.9  # 0→2: zero dominates, best non-zero is sep3 (0.3)
     p[0, 4] = 0.3
-    p[1, 3] = 0.2   # 1→2: skip 0.2
-    p[2, 7] = 0.5   # 0→3: dil5 0.5
+    p[1, 3] = 0.2  # 1→2: skip 0.2
+    p[2, 7] = 0.5  # 0→3: dil5 0.5
     p[3, 0] = 0.99  # 1→3: only zero is strong: best non-zero 0.01, dropped
-    p[4, 1] = 0.6   # 2→3: max pool 0.6
+    p[4, 1] = 0.6  # 2→3: max pool 0.6
     gene = derive_cell(p, OPS, nodes=2, k=2)
-    assert gene == [("sep_conv_3x3", 0), ("skip_connect", 1), ("max_pool_3x3", 2),
-                    ("dil_conv_5x5", 0)]
+    assert gene == [
+        ("sep_conv_3x3", 0),
+        ("skip_connect", 1),
+        ("max_pool_3x3", 2),
+        ("dil_conv_5x5", 0),
+    ]
 
 
 def test_random_alpha_gives_valid_genotype():

@@ -25,8 +25,18 @@ def _setup(seed: int = 0):
 def _grads(hvp: str, **kw):
     space, named, bufs, train, val = _setup()
     grads, _ = hypergrad.unrolled_grad(
-        space, space.arch_parameters(), named, train, val, F.cross_entropy, xi=0.05, hvp=hvp,
-        momentum_bufs=bufs, momentum=0.9, weight_decay=3e-4, **kw,
+        space,
+        space.arch_parameters(),
+        named,
+        train,
+        val,
+        F.cross_entropy,
+        xi=0.05,
+        hvp=hvp,
+        momentum_bufs=bufs,
+        momentum=0.9,
+        weight_decay=3e-4,
+        **kw,
     )
     return torch.cat([g.flatten() for g in grads])
 
@@ -71,8 +81,9 @@ def test_finite_difference_default_eps_is_papers(monkeypatch):
 def test_virtual_step_leaves_batchnorm_statistics_alone():
     space, named, bufs, train, val = _setup()
     before = {n: b.clone() for n, b in space.named_buffers()}
-    hypergrad.unrolled_grad(space, space.arch_parameters(), named, train, val, F.cross_entropy,
-                            xi=0.05, hvp="exact")
+    hypergrad.unrolled_grad(
+        space, space.arch_parameters(), named, train, val, F.cross_entropy, xi=0.05, hvp="exact"
+    )
     for n, b in space.named_buffers():
         assert torch.equal(b, before[n]), n
 
@@ -80,5 +91,6 @@ def test_virtual_step_leaves_batchnorm_statistics_alone():
 def test_unknown_hvp_mode_is_named():
     space, named, bufs, train, val = _setup()
     with pytest.raises(ValueError, match="'bogus'.*exact, finite_difference, full"):
-        hypergrad.unrolled_grad(space, space.arch_parameters(), named, train, val,
-                                F.cross_entropy, xi=0.1, hvp="bogus")
+        hypergrad.unrolled_grad(
+            space, space.arch_parameters(), named, train, val, F.cross_entropy, xi=0.1, hvp="bogus"
+        )

@@ -19,6 +19,7 @@ def _ruff() -> list[str]:
 
 @pytest.mark.parametrize("args", [["check"], ["format", "--check"]], ids=["check", "format"])
 def test_ruff(args):
-    proc = subprocess.run([*_ruff(), *args, "src", "tests", "bench"], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [*_ruff(), *args, "src", "tests", "bench"], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -10,8 +10,14 @@ OPS = available_ops()
 
 def test_registry_has_the_eight_darts_ops():
     assert set(OPS) == {
-        "none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
-        "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
+        "none",
+        "max_pool_3x3",
+        "avg_pool_3x3",
+        "skip_connect",
+        "sep_conv_3x3",
+        "sep_conv_5x5",
+        "dil_conv_3x3",
+        "dil_conv_5x5",
     }
 
 
@@ -107,7 +113,9 @@ def test_depthwise_same_matches_conv2d_with_double_backward(kernel, stride, size
     v = [torch.randn_like(t) for t in got]  # second derivatives (exact HVP relies on them)
     dot_got = sum((a * b).sum() for a, b in zip(got, v, strict=True))
     dot_want = sum((a * b).sum() for a, b in zip(want, v, strict=True))
-    for a, b in zip(torch.autograd.grad(dot_got, [x, w], allow_unused=True, materialize_grads=True),
-                    torch.autograd.grad(dot_want, [x, w], allow_unused=True, materialize_grads=True),
-                    strict=True):
+    for a, b in zip(
+        torch.autograd.grad(dot_got, [x, w], allow_unused=True, materialize_grads=True),
+        torch.autograd.grad(dot_want, [x, w], allow_unused=True, materialize_grads=True),
+        strict=True,
+    ):
         torch.testing.assert_close(a, b)

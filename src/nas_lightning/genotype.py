@@ -127,11 +127,15 @@ def derive_cell(probs: torch.Tensor, op_names: Sequence[str], nodes: int, k: int
         raise ValueError(f"op list {list(op_names)} has no op besides {ZERO!r}")
     expected = sum(i + 2 for i in range(nodes))
     if probs.shape != (expected, len(op_names)):
-        raise ValueError(f"probs of shape {tuple(probs.shape)}; expected ({expected}, "
-                         f"{len(op_names)}) for {nodes} nodes")
+        raise ValueError(
+            f"probs of shape {tuple(probs.shape)}; expected ({expected}, "
+            f"{len(op_names)}) for {nodes} nodes"
+        )
     if k < 1 or k > 2:
         # node 0 has exactly two candidate inputs (the two previous cells)
-        raise ValueError(f"k={k} but the first node has only 2 candidate inputs; choose k in [1, 2]")
+        raise ValueError(
+            f"k={k} but the first node has only 2 candidate inputs; choose k in [1, 2]"
+        )
     p = probs.detach().double().cpu()[:, non_zero]
     gene: Gene = []
     start = 0

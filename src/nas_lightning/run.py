@@ -27,8 +27,12 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
     trainer."""
     datamodule = instantiate(cfg.dataset)
     channels, height, width = datamodule.input_shape
-    space = instantiate(cfg.space, in_channels=channels, num_classes=datamodule.num_classes,
-                        input_size=(height, width))
+    space = instantiate(
+        cfg.space,
+        in_channels=channels,
+        num_classes=datamodule.num_classes,
+        input_size=(height, width),
+    )
     extra = {}
     if cfg.get("latency") is not None:  # hardware-aware algorithms take a latency model
         extra["latency"] = instantiate(cfg.latency)
@@ -48,12 +52,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     datamodule, algo, trainer = build(cfg)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    log.info("search space: %s, %d weights, %d architecture parameters",
-             type(algo.space).__name__,
-             sum(p.numel() for p in algo.space.weight_parameters()),
-             sum(p.numel() for p in algo.space.arch_parameters()))
+    log.info(
+        "search space: %s, %d weights, %d architecture parameters",
+        type(algo.space).__name__,
+        sum(p.numel() for p in algo.space.weight_parameters()),
+        sum(p.numel() for p in algo.space.arch_parameters()),
+    )
     trainer.fit(algo, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     genotype = algo.space.export()
     log.info("final metrics: %s", {k: round(v, 4) for k, v in sorted(metrics.items())})
-    return {"metrics": metrics, "genotype": genotype.to_dict(), "output_dir": trainer.default_root_dir}
+    return {
+        "metrics": metrics,
+        "genotype": genotype.to_dict(),
+        "output_dir": trainer.default_root_dir,
+    }

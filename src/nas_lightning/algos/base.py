@@ -97,8 +97,9 @@ class BilevelSearch(pl.LightningModule):
         opt_w.zero_grad(set_to_none=True)
         loss, logits = self.weight_step(train)
         if self.grad_clip:
-            self.clip_gradients(opt_w, gradient_clip_val=self.grad_clip,
-                                gradient_clip_algorithm="norm")
+            self.clip_gradients(
+                opt_w, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm"
+            )
         opt_w.step()
         self.train_acc(logits.detach(), train[1])
         self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True)

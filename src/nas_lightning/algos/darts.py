@@ -48,13 +48,24 @@ class DartsSearch(BilevelSearch):
             opt = self.weight_opt
             group = opt.param_groups[0]
             named = dict(space.named_weight_parameters())
-            bufs = {n: opt.state[p]["momentum_buffer"] for n, p in named.items()
-                    if opt.state.get(p, {}).get("momentum_buffer") is not None}
+            bufs = {
+                n: opt.state[p]["momentum_buffer"]
+                for n, p in named.items()
+                if opt.state.get(p, {}).get("momentum_buffer") is not None
+            }
             grads, loss = hypergrad.unrolled_grad(
-                space, arch, named, train, val, self.loss_fn,
+                space,
+                arch,
+                named,
+                train,
+                val,
+                self.loss_fn,
                 xi=self.weight_lr() if self.unrolled_xi is None else self.unrolled_xi,
-                hvp=self.hvp, momentum_bufs=bufs, momentum=group.get("momentum", 0.0),
-                weight_decay=group.get("weight_decay", 0.0), fd_r=self.fd_r,
+                hvp=self.hvp,
+                momentum_bufs=bufs,
+                momentum=group.get("momentum", 0.0),
+                weight_decay=group.get("weight_decay", 0.0),
+                fd_r=self.fd_r,
             )
         for p, g in zip(arch, grads, strict=True):
             p.grad = None if g is None else g.detach()

@@ -76,28 +76,35 @@ def unrolled_grad(
     w = [weights[n] for n in names]
     extra = [weight_decay * p.detach() for p in w]
     if momentum and momentum_bufs:
-        extra = [e + momentum * momentum_bufs[n] if n in momentum_bufs else e
-                 for e, n in zip(extra, names, strict=True)]
+        extra = [
+            e + momentum * momentum_bufs[n] if n in momentum_bufs else e
+            for e, n in zip(extra, names, strict=True)
+        ]
 
     # ``exact`` keeps this graph: ⟨∇w L_train, v⟩ is later differentiated w.r.t. α from it,
     # which saves a second forward pass over the train batch.
     # ``finite_difference`` needs only ∇w here: α frozen, so no α graph is built.
     with frozen(arch if hvp == "finite_difference" else []):
         l_train = _loss(model, weights, train_batch, loss_fn)
-        g_train = torch.autograd.grad(l_train, w, create_graph=hvp != "finite_difference",
-                                      allow_unused=True)
+        g_train = torch.autograd.grad(
+            l_train, w, create_graph=hvp != "finite_difference", allow_unused=True
+        )
     g_train = [torch.zeros_like(p) if g is None else g for g, p in zip(g_train, w, strict=True)]
     if hvp == "full":
         w_virt = [p.detach() - xi * (g + e) for p, g, e in zip(w, g_train, extra, strict=True)]
         l_val = _loss(model, dict(zip(names, w_virt, strict=True)), val_batch, loss_fn)
         return list(torch.autograd.grad(l_val, arch, allow_unused=True)), l_val.detach()
 
-    w_virt = [(p.detach() - xi * (g.detach() + e)).requires_grad_()
-              for p, g, e in zip(w, g_train, extra, strict=True)]
+    w_virt = [
+        (p.detach() - xi * (g.detach() + e)).requires_grad_()
+        for p, g, e in zip(w, g_train, extra, strict=True)
+    ]
     l_val = _loss(model, dict(zip(names, w_virt, strict=True)), val_batch, loss_fn)
     grads = torch.autograd.grad(l_val, arch + w_virt, allow_unused=True)
     d_arch = list(grads[: len(arch)])
-    v = [torch.zeros_like(p) if g is None else g for g, p in zip(grads[len(arch):], w, strict=True)]
+    v = [
+        torch.zeros_like(p) if g is None else g for g, p in zip(grads[len(arch) :], w, strict=True)
+    ]
     if hvp == "exact":
         hv = _hvp_exact(g_train, arch, v)
     else:
@@ -125,8 +132,9 @@ def _hvp_finite_difference(model, arch, weights, batch, loss_fn, v, r: float) ->
     eps = r / max(norm.item(), 1e-12)
     grads = []
     for sign in (1.0, -1.0):
-        shifted = {n: p.detach() + sign * eps * vi for (n, p), vi in
-                   zip(weights.items(), v, strict=True)}
+        shifted = {
+            n: p.detach() + sign * eps * vi for (n, p), vi in zip(weights.items(), v, strict=True)
+        }
         loss = _loss(model, shifted, batch, loss_fn)
         grads.append(torch.autograd.grad(loss, arch, allow_unused=True))
     return [None if gp is None else (gp - gm) / (2 * eps) for gp, gm in zip(*grads, strict=True)]

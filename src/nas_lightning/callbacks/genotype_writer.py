@@ -34,8 +34,11 @@ class GenotypeWriter(pl.Callback):
         if not trainer.is_global_zero:
             return
         genotype = pl_module.space.export()
-        record = {"epoch": trainer.current_epoch, "step": trainer.global_step,
-                  "genotype": genotype.to_dict()}
+        record = {
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "genotype": genotype.to_dict(),
+        }
         out = self._dir(trainer)
         out.mkdir(parents=True, exist_ok=True)
         with open(out / "genotypes.jsonl", "a") as f:
@@ -44,8 +47,11 @@ class GenotypeWriter(pl.Callback):
         self.last = record
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_text(key="arch/genotype", columns=["epoch", "genotype"],
-                                data=[[trainer.current_epoch, str(genotype)]])
+                logger.log_text(
+                    key="arch/genotype",
+                    columns=["epoch", "genotype"],
+                    data=[[trainer.current_epoch, str(genotype)]],
+                )
             elif isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_text("arch/genotype", str(genotype), trainer.current_epoch)
 

@@ -19,15 +19,23 @@ def probs_figure(title: str, table: dict[str, dict[str, float]]) -> plt.Figure:
     cols = list(next(iter(table.values())))
     data = np.array([[table[r][c] for c in cols] for r in rows])
     fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(cols), 1.2 + 0.38 * len(rows)))
-    im = ax.imshow(data, cmap="viridis", vmin=0.0, vmax=max(float(data.max()), 1e-6),
-                   aspect="auto")
+    # colour range = the data's range, so early (near-uniform) α still shows its ordering
+    lo, hi = float(data.min()), float(data.max())
+    im = ax.imshow(data, cmap="viridis", vmin=lo, vmax=max(hi, lo + 1e-6), aspect="auto")
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
     ax.set_yticks(range(len(rows)), rows)
-    threshold = data.max() / 2
+    threshold = (lo + hi) / 2
     for i in range(len(rows)):
         for j in range(len(cols)):
-            ax.text(j, i, f"{data[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="black" if data[i, j] > threshold else "white")
+            ax.text(
+                j,
+                i,
+                f"{data[i, j]:.3f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="black" if data[i, j] > threshold else "white",
+            )
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.04)
     fig.tight_layout()
@@ -61,8 +69,9 @@ class AlphaHeatmap(pl.Callback):
             fig.savefig(out / f"epoch_{epoch:03d}_{group}.png", dpi=self.dpi)
             for logger in trainer.loggers:
                 if isinstance(logger, WandbLogger):
-                    logger.log_image(key=f"arch/heatmap_{group}", images=[fig],
-                                     step=trainer.global_step)
+                    logger.log_image(
+                        key=f"arch/heatmap_{group}", images=[fig], step=trainer.global_step
+                    )
                 elif isinstance(logger, TensorBoardLogger):
                     logger.experiment.add_figure(f"arch/heatmap_{group}", fig, epoch)
             plt.close(fig)

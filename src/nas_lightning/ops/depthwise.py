@@ -57,8 +57,17 @@ class _SmallDepthwise(torch.autograd.Function):
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.ops.aten.convolution_backward(
-                grad, x, weight, None, [s, s], [kh // 2, kw // 2], [1, 1], False, [0, 0],
-                x.shape[1], [True, False, False],
+                grad,
+                x,
+                weight,
+                None,
+                [s, s],
+                [kh // 2, kw // 2],
+                [1, 1],
+                False,
+                [0, 0],
+                x.shape[1],
+                [True, False, False],
             )[0]
         if ctx.needs_input_grad[1]:
             grad_w = _weight_grad_by_taps(x, grad, kh, kw, s)
