@@ -1,11 +1,13 @@
 """Depthwise "same" convolutions that stay fast on the tiny feature maps of deep cells.
 
-Two exact rewrites of ``conv2d(x, w, stride, padding=k//2, groups=C)``:
+Exact rewrites of ``conv2d(x, w, stride, padding=k//2, groups=C)``:
 - taps further than ``H - 1`` (or ``W - 1``) from the centre only ever read zero padding, so the
   kernel is cropped (a 5×5 kernel on a 2×2 map is a 3×3 one; on 1×1 it is a per-channel scale);
 - oneDNN's depthwise *weight* gradient is pathologically slow on small maps (2 ms for a 4×4 map
-  whose forward takes 0.1 ms), so there the weight gradient is summed over the k² taps instead.
-The backward is built from differentiable ops, so double backward (exact DARTS HVP) still works.
+  whose forward takes 0.1 ms), so there the weight gradient is summed over the k² taps instead;
+- under ``create_graph`` (the exact DARTS Hessian-vector product) the backward is built from a
+  transposed conv and tap sums: PyTorch's own double backward of a grouped conv loops over the
+  groups, i.e. one tiny conv per channel, which made the exact HVP several times slower.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ def depthwise_same(x: torch.Tensor, weight: torch.Tensor, stride: int = 1) -> to
     c = k // 2
     if (rh, rw) != (c, c):
         weight = weight[:, :, c - rh : c + rh + 1, c - rw : c + rw + 1]
-    if x.shape[2] * x.shape[3] <= SMALL_MAP and (weight.requires_grad or x.requires_grad):
-        return _SmallDepthwise.apply(x, weight, stride)
+    if torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad):
+        return _Depthwise.apply(x, weight, stride)
     return F.conv2d(x, weight, None, stride, (rh, rw), 1, x.shape[1])
 
 
@@ -42,7 +44,7 @@ def _weight_grad_by_taps(x: torch.Tensor, grad: torch.Tensor, kh: int, kw: int, 
     return torch.stack(taps, 1).view(x.shape[1], 1, kh, kw)
 
 
-class _SmallDepthwise(torch.autograd.Function):
+class _Depthwise(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, stride: int) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
@@ -54,23 +56,48 @@ class _SmallDepthwise(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
         s, kh, kw = ctx.stride, weight.shape[2], weight.shape[3]
+        pad, C = (kh // 2, kw // 2), x.shape[1]
+        double = torch.is_grad_enabled()  # create_graph: keep the backward differentiable
+        small = x.shape[2] * x.shape[3] <= SMALL_MAP
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.ops.aten.convolution_backward(
-                grad,
-                x,
-                weight,
-                None,
-                [s, s],
-                [kh // 2, kw // 2],
-                [1, 1],
-                False,
-                [0, 0],
-                x.shape[1],
-                [True, False, False],
-            )[0]
+            if double:
+                out_pad = [
+                    x.shape[i] - ((grad.shape[i] - 1) * s - 2 * pad[i - 2] + k)
+                    for i, k in ((2, kh), (3, kw))
+                ]
+                grad_x = F.conv_transpose2d(grad, weight, None, s, pad, out_pad, C)
+            else:
+                grad_x = torch.ops.aten.convolution_backward(
+                    grad,
+                    x,
+                    weight,
+                    None,
+                    [s, s],
+                    list(pad),
+                    [1, 1],
+                    False,
+                    [0, 0],
+                    C,
+                    [True, False, False],
+                )[0]
         if ctx.needs_input_grad[1]:
-            grad_w = _weight_grad_by_taps(x, grad, kh, kw, s)
+            if small:
+                grad_w = _weight_grad_by_taps(x, grad, kh, kw, s)
+            else:
+                grad_w = torch.ops.aten.convolution_backward(
+                    grad,
+                    x,
+                    weight,
+                    None,
+                    [s, s],
+                    list(pad),
+                    [1, 1],
+                    False,
+                    [0, 0],
+                    C,
+                    [False, True, False],
+                )[1]
         return grad_x, grad_w, None
 
 
