@@ -56,6 +56,13 @@ def main() -> None:
     )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
+        "--spread",
+        type=float,
+        default=2.0,
+        help="held-out sampling: 0 uniform (near-equal costs, noise-bound ranking); >0 tilted "
+        "per architecture from cheap to costly ops (see sampling.sample_choices)",
+    )
+    ap.add_argument(
         "--clock",
         default="cpu",
         choices=["cpu", "wall"],
@@ -114,13 +121,14 @@ def main() -> None:
             predictor=str(out / "predictor.json"),
             recalibrate=args.calibrate,
             recalibrate_seed=args.seed,
+            spread=args.spread,
             timing=check_timing,
         )
         t3 = time.perf_counter()
         # The noise ceiling: the same held-out networks timed a second time, ranked against
         # the first measurement. No model can rank better than the measurement repeats.
         first = json.loads((out / "check.json").read_text())["measured_ms"]
-        choices = sample_choices(space, args.architectures, args.seed + 1)
+        choices = sample_choices(space, args.architectures, args.seed + 1, args.spread)
         again = measure_architectures(space, choices, (1, *shape), **check_timing)
         repeat = errors([t.median_ms for t in again], first)
     result = {
@@ -136,6 +144,7 @@ def main() -> None:
         "clock": args.clock,
         "heldout_architectures": args.architectures,
         "calibration_architectures": args.calibrate,
+        "sampling_spread": args.spread,
         "predictor_model": args.model,
         "predictor_samples": fit["samples"],
         "predictor_heldout_ops": fit["held_out"],

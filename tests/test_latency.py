@@ -239,3 +239,19 @@ def test_commands_profile_fit_check_on_stand_in(tmp_path):
         assert -1 <= c[name]["kendall_tau"] <= 1 and c[name]["mape_pct"] >= 0
     assert {"uncalibrated", "stored_calibration"} <= set(c["lut"]) and c["recalibrated_on"] >= 1
     assert png.read_bytes()[:4] == b"\x89PNG" and json.loads((tmp_path / "check.json").read_text())
+
+
+def test_spread_sampling_spans_cheap_to_costly_networks():
+    from nas_lightning.latency import op_macs
+
+    space = StandInSpace()
+    specs = list(space.latency_specs().values())
+
+    def macs(choice):
+        return sum(op_macs(cands[j]) for cands, j in zip(specs, choice, strict=True))
+
+    tilted = [macs(c) for c in sample_choices(space, 40, seed=3, spread=4.0)]
+    uniform = [macs(c) for c in sample_choices(space, 40, seed=3)]
+    assert tilted[:10] and sum(tilted[:10]) < sum(tilted[-10:])  # cheap first, costly last
+    assert max(tilted) - min(tilted) > max(uniform) - min(uniform)
+    assert sample_choices(space, 5, seed=3, spread=4.0) == sample_choices(space, 5, 3, 4.0)

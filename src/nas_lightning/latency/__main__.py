@@ -113,6 +113,7 @@ def run_command(cfg: DictConfig, command_line: str | None = None) -> dict[str, A
         ms_per_mflop=c.ms_per_mflop,
         recalibrate=c.recalibrate,
         recalibrate_seed=cfg.seed,
+        spread=c.spread,
         **common,
     )
 

@@ -129,6 +129,7 @@ def run_check(
     recalibrate: int = 0,
     recalibrate_seed: int = 0,
     batch_size: int = 1,
+    spread: float = 0.0,
     timing: dict[str, Any],
 ) -> dict[str, Any]:
     """Measure ``architectures`` sampled networks end to end and score each latency model:
@@ -162,8 +163,8 @@ def run_check(
                     path,
                     seed,
                 )
-    choices = sample_choices(space, architectures, seed)
-    extra = sample_choices(space, recalibrate, recalibrate_seed) if recalibrate else []
+    choices = sample_choices(space, architectures, seed, spread)
+    extra = sample_choices(space, recalibrate, recalibrate_seed, spread) if recalibrate else []
     extra = [c for c in extra if c not in choices]
     timed = measure_architectures(space, choices + extra, (batch_size, *input_shape), **timing)
     measured = [t.median_ms for t in timed[: len(choices)]]

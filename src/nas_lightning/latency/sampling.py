@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from nas_lightning.latency.flops import op_macs
 from nas_lightning.ops.mbconv import OpDesc
 
 CHANNEL_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
@@ -52,10 +53,29 @@ def architecture_ops(space: LatencySpace, choice: Sequence[int]) -> list[OpDesc]
     return ops
 
 
-def sample_choices(space: LatencySpace, n: int, seed: int) -> list[list[int]]:
-    """``n`` uniformly random architectures (reproducible for a given ``seed``)."""
+def sample_choices(space: LatencySpace, n: int, seed: int, spread: float = 0.0) -> list[list[int]]:
+    """``n`` random architectures (reproducible for a given ``seed``).
+
+    ``spread = 0``: uniform per block. Uniform networks of many blocks all cost about the same
+    (a sum of many independent choices), so ranking them mostly ranks timing noise. With
+    ``spread > 0`` architecture ``i`` tilts every block towards cheap or expensive candidates
+    (``p ∝ exp(t_i·z)``, ``z`` = standardised log-MACs, ``t_i`` evenly from ``-spread`` to
+    ``+spread``): the set spans small to large networks, as a search trajectory does.
+    """
     gen = torch.Generator().manual_seed(int(seed))
-    return [list(space.sample_choice(gen)) for _ in range(n)]
+    if spread <= 0:
+        return [list(space.sample_choice(gen)) for _ in range(n)]
+    z = []
+    for cands in space.latency_specs().values():
+        cost = torch.tensor([float(op_macs(d)) for d in cands]).log1p()
+        z.append((cost - cost.mean()) / cost.std().clamp_min(1e-9))
+    out = []
+    for i in range(n):
+        tilt = spread * (2 * (i + 0.5) / n - 1)
+        out.append(
+            [int(torch.multinomial(torch.softmax(tilt * zb, 0), 1, generator=gen)) for zb in z]
+        )
+    return out
 
 
 def _pick(seq: Sequence[Any], gen: torch.Generator) -> Any:
