@@ -8,24 +8,25 @@ from nas_lightning.algos import DartsSearch
 from nas_lightning.run import build
 from nas_lightning.spaces.base import SearchSpace
 
+TINY = [
+    "dataset=synthetic",
+    "dataset.shape=[1,8,8]",
+    "dataset.num_samples=64",
+    "dataset.batch_size=16",
+    "space.init_channels=4",
+    "space.layers=3",
+    "trainer.accelerator=cpu",
+    "trainer.limit_val_batches=1",
+    "logger=none",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
+
 
 def _fit(compose_cfg, *overrides):
-    cfg = compose_cfg(
-        "dataset=synthetic",
-        "dataset.shape=[1,8,8]",
-        "dataset.num_samples=64",
-        "dataset.batch_size=16",
-        "space.init_channels=4",
-        "space.layers=3",
-        "trainer.accelerator=cpu",
-        "trainer.max_epochs=1",
-        "trainer.limit_val_batches=1",
-        "logger=none",
-        "callbacks=none",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-        *overrides,
-    )
+    has_callbacks = any(o.startswith("callbacks=") for o in overrides)
+    extra = [] if has_callbacks else ["callbacks=none"]
+    cfg = compose_cfg(*TINY, "trainer.max_epochs=1", *extra, *overrides)
     dm, algo, trainer = build(cfg)
     arch0 = [a.detach().clone() for a in algo.space.arch_parameters()]
     w0 = [w.detach().clone() for w in algo.space.weight_parameters()]
@@ -128,22 +129,7 @@ def test_resume_from_last_checkpoint_restores_alpha_and_optimisers(compose_cfg, 
     alpha_after_epoch0 = saved["state_dict"]["space.alpha_normal"]
     assert torch.equal(alpha_after_epoch0, algo.space.alpha_normal.detach())
 
-    cfg = compose_cfg(
-        "dataset=synthetic",
-        "dataset.shape=[1,8,8]",
-        "dataset.num_samples=64",
-        "dataset.batch_size=16",
-        "space.init_channels=4",
-        "space.layers=3",
-        "trainer.accelerator=cpu",
-        "trainer.max_epochs=2",
-        "trainer.limit_val_batches=1",
-        "logger=none",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-        *common,
-        f"ckpt_path={ckpt}",
-    )
+    cfg = compose_cfg(*TINY, "trainer.max_epochs=2", *common, f"ckpt_path={ckpt}")
     dm, algo2, trainer2 = build(cfg)
     seen = {}
 

@@ -44,6 +44,15 @@ def _weight_grad_by_taps(x: torch.Tensor, grad: torch.Tensor, kh: int, kw: int, 
     return torch.stack(taps, 1).view(x.shape[1], 1, kh, kw)
 
 
+def _aten_grad(grad, x, weight, stride: int, pad, want_input: bool) -> torch.Tensor:
+    """One of oneDNN's two depthwise gradients (input or weight), without computing the other."""
+    mask = [want_input, not want_input, False]
+    out = torch.ops.aten.convolution_backward(
+        grad, x, weight, None, [stride] * 2, list(pad), [1, 1], False, [0, 0], x.shape[1], mask
+    )
+    return out[0] if want_input else out[1]
+
+
 class _Depthwise(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, stride: int) -> torch.Tensor:
@@ -68,36 +77,12 @@ class _Depthwise(torch.autograd.Function):
                 ]
                 grad_x = F.conv_transpose2d(grad, weight, None, s, pad, out_pad, C)
             else:
-                grad_x = torch.ops.aten.convolution_backward(
-                    grad,
-                    x,
-                    weight,
-                    None,
-                    [s, s],
-                    list(pad),
-                    [1, 1],
-                    False,
-                    [0, 0],
-                    C,
-                    [True, False, False],
-                )[0]
+                grad_x = _aten_grad(grad, x, weight, s, pad, want_input=True)
         if ctx.needs_input_grad[1]:
             if small:
                 grad_w = _weight_grad_by_taps(x, grad, kh, kw, s)
             else:
-                grad_w = torch.ops.aten.convolution_backward(
-                    grad,
-                    x,
-                    weight,
-                    None,
-                    [s, s],
-                    list(pad),
-                    [1, 1],
-                    False,
-                    [0, 0],
-                    C,
-                    [False, True, False],
-                )[1]
+                grad_w = _aten_grad(grad, x, weight, s, pad, want_input=False)
         return grad_x, grad_w, None
 
 
