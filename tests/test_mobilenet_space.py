@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from mobilenet_tiny import TINY
 
 from nas_lightning.algos import hypergrad
 from nas_lightning.callbacks import probs_figure
@@ -12,19 +13,6 @@ from nas_lightning.genotype import BlockGenotype, genotype_from_dict
 from nas_lightning.spaces import MobileNetSearchSpace
 from nas_lightning.spaces.gated import GatePlan, MixedBlock
 
-TINY = dict(
-    in_channels=1,
-    num_classes=3,
-    input_size=(8, 8),
-    init_channels=8,
-    width_mult=1.0,
-    round_to=4,
-    widths=[8, 16],
-    depths=[2, 2],
-    strides=[2, 2],
-    first_channels=8,
-    last_channels=16,
-)
 MBCONV = [f"mbconv_k{k}_e{e}" for k in (3, 5, 7) for e in (3, 6)]
 
 

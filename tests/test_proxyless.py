@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_module
+from mobilenet_tiny import TINY
 
 from nas_lightning.algos import ProxylessSearch
 from nas_lightning.algos import gates as G
@@ -19,20 +20,6 @@ from nas_lightning.genotype import genotype_from_dict
 from nas_lightning.run import build
 from nas_lightning.spaces import CNNSearchSpace, MobileNetSearchSpace
 from nas_lightning.spaces.gated import GatePlan, MixedBlock
-
-TINY = dict(
-    in_channels=1,
-    num_classes=3,
-    input_size=(8, 8),
-    init_channels=8,
-    width_mult=1.0,
-    round_to=4,
-    widths=[8, 16],
-    depths=[2, 2],
-    strides=[2, 2],
-    first_channels=8,
-    last_channels=16,
-)
 
 
 @pytest.fixture(autouse=True)
