@@ -16,13 +16,7 @@ from nas_lightning.spaces.gated import GatePlan, MixedBlock
 MBCONV = [f"mbconv_k{k}_e{e}" for k in (3, 5, 7) for e in (3, 6)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convs: OpenMP threads only add contention (100x slower on a busy 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**kw) -> MobileNetSearchSpace:

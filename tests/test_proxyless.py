@@ -21,14 +21,7 @@ from nas_lightning.run import build
 from nas_lightning.spaces import CNNSearchSpace, MobileNetSearchSpace
 from nas_lightning.spaces.gated import GatePlan, MixedBlock
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convs: OpenMP threads only add contention (100x slower on a busy 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class FakeLatency:

@@ -10,9 +10,11 @@ architectures: ``op = scale × raw (+ op_overhead_ms)`` for every non-zero op, p
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -59,6 +61,14 @@ class CalibratedLatency:
 
 
 MISMATCH_POLICIES = ("warn", "error", "ignore")
+
+
+def read_measurement_file(path: str | Path, what: str, how_to_make: str) -> dict[str, Any]:
+    """The JSON of a LUT / predictor file; a missing file names itself and how to make it."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} {str(p)!r} does not exist; {how_to_make}")
+    return json.loads(p.read_text())
 
 
 def check_measured_with(

@@ -15,7 +15,12 @@ from typing import Any
 
 from torch import nn
 
-from nas_lightning.latency.base import CalibratedLatency, Calibration, check_measured_with
+from nas_lightning.latency.base import (
+    CalibratedLatency,
+    Calibration,
+    check_measured_with,
+    read_measurement_file,
+)
 from nas_lightning.latency.timing import Timing, input_shape_of, time_modules
 from nas_lightning.ops.mbconv import OpDesc, module_from_desc
 
@@ -83,11 +88,7 @@ class LatencyLUT(CalibratedLatency):
         """Read a LUT written by ``profile``; ``device``/``batch_size``/``threads``, when given,
         are what the search expects, checked against the file per ``on_mismatch``."""
         p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(
-                f"latency LUT {str(p)!r} does not exist; build it with: {REBUILD}{p}"
-            )
-        data = json.loads(p.read_text())
+        data = read_measurement_file(p, "latency LUT", f"build it with: {REBUILD}{p}")
         if data.get("format") != FORMAT:
             raise ValueError(
                 f"{str(p)!r} is not a latency LUT (format "

@@ -26,7 +26,12 @@ from typing import Any
 
 import torch
 
-from nas_lightning.latency.base import CalibratedLatency, Calibration, check_measured_with
+from nas_lightning.latency.base import (
+    CalibratedLatency,
+    Calibration,
+    check_measured_with,
+    read_measurement_file,
+)
 from nas_lightning.latency.flops import op_cost
 from nas_lightning.latency.timing import num_threads
 from nas_lightning.ops.mbconv import OpDesc
@@ -210,13 +215,11 @@ class LatencyPredictor(CalibratedLatency):
         """Read a predictor written by ``fit``; ``device``/``batch_size``/``threads``, when
         given, are what the search expects, checked against the file per ``on_mismatch``."""
         p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(
-                f"latency predictor {str(p)!r} does not exist; train it "
-                f"with: python -m nas_lightning.latency fit <the search's "
-                f"overrides> out={p}"
-            )
-        d = json.loads(p.read_text())
+        d = read_measurement_file(
+            p,
+            "latency predictor",
+            f"train it with: python -m nas_lightning.latency fit <the search's overrides> out={p}",
+        )
         if d.get("format") != FORMAT or d.get("features") != list(FEATURES):
             raise ValueError(
                 f"{str(p)!r} is not a latency predictor of this version (format "
