@@ -35,7 +35,7 @@ def _trainer(tmp_path, epoch):
 
 def test_callbacks_write_history_latest_genotype_and_pngs(tmp_path):
     space = CNNSearchSpace(1, 10, 4, 3)
-    module = SimpleNamespace(space=space)
+    module = SimpleNamespace(space=space, export=space.export, export_probs=space.export_probs)
     writer, heatmap = GenotypeWriter(), AlphaHeatmap(every_n_epochs=2)
     for epoch in range(3):
         with __import__("torch").no_grad():

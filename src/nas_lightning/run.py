@@ -55,12 +55,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     log.info(
         "search space: %s, %d weights, %d architecture parameters",
         type(algo.space).__name__,
-        sum(p.numel() for p in algo.space.weight_parameters()),
-        sum(p.numel() for p in algo.space.arch_parameters()),
+        sum(p.numel() for p in algo.weight_parameters()),
+        sum(p.numel() for p in algo.arch_parameters()),
     )
     trainer.fit(algo, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    genotype = algo.space.export()
+    genotype = algo.export()
     log.info("final metrics: %s", {k: round(v, 4) for k, v in sorted(metrics.items())})
     return {
         "metrics": metrics,

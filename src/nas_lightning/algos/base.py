@@ -51,10 +51,32 @@ class BilevelSearch(pl.LightningModule):
         self.train_acc = MulticlassAccuracy(n_cls, average="micro")
         self.val_acc = MulticlassAccuracy(n_cls, average="micro")
 
+    # ---------------------------------------------------------------- architecture API
+    # What callbacks, loggers and run() read: they never reach into the space for α.
+    def arch_parameters(self) -> list[torch.nn.Parameter]:
+        """The architecture parameters α (owned by the algorithm's mixing strategy)."""
+        return list(self.space.arch_parameters())
+
+    def weight_parameters(self) -> list[torch.nn.Parameter]:
+        """The network weights w (everything that is not α)."""
+        return list(self.space.weight_parameters())
+
+    def export(self) -> Any:
+        """The discrete architecture derived from the current α (a genotype)."""
+        return self.space.export()
+
+    def export_probs(self) -> dict[str, dict[str, dict[str, float]]]:
+        """``{group: {row_label: {op: probability}}}``: one heatmap per group."""
+        return self.space.export_probs()
+
+    def arch_entropy(self) -> Tensor:
+        """Mean entropy of the architecture distribution over all decisions."""
+        return self.space.arch_entropy()
+
     # ---------------------------------------------------------------- optimisers
     def configure_optimizers(self) -> Any:
-        weights = self.space.weight_parameters()
-        arch = self.space.arch_parameters()
+        weights = self.weight_parameters()
+        arch = self.arch_parameters()
         overlap = {id(p) for p in weights} & {id(p) for p in arch}
         if overlap:  # a space bug would silently train α with SGD otherwise
             raise RuntimeError(f"{len(overlap)} architecture parameters are also weights")
@@ -119,8 +141,8 @@ class BilevelSearch(pl.LightningModule):
         sched = self.lr_schedulers()
         if sched is not None:
             sched.step()
-        self.log("arch/entropy", self.space.arch_entropy())
-        self.log("arch/skip_count", float(self.space.export().ops().count("skip_connect")))
+        self.log("arch/entropy", self.arch_entropy())
+        self.log("arch/skip_count", float(self.export().ops().count("skip_connect")))
         self.log("train/lr", self.weight_lr())
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:

@@ -1,4 +1,4 @@
-"""Callbacks that read ``pl_module.space`` through the space interface (any space works)."""
+"""Callbacks that read the algorithm's ``export()`` / ``export_probs()`` (any space, any algorithm)."""
 
 from nas_lightning.callbacks.genotype_writer import GenotypeWriter
 from nas_lightning.callbacks.heatmap import AlphaHeatmap, probs_figure

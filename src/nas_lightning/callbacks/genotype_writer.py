@@ -33,7 +33,7 @@ class GenotypeWriter(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        genotype = pl_module.space.export()
+        genotype = pl_module.export()
         record = {
             "epoch": trainer.current_epoch,
             "step": trainer.global_step,
@@ -57,5 +57,5 @@ class GenotypeWriter(pl.Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
-            rank_zero_info(f"Final genotype: {pl_module.space.export()}")
+            rank_zero_info(f"Final genotype: {pl_module.export()}")
             rank_zero_info(f"Written to {self._dir(trainer) / 'genotype.json'}")

@@ -64,7 +64,7 @@ class AlphaHeatmap(pl.Callback):
             return
         out = self._dir(trainer)
         out.mkdir(parents=True, exist_ok=True)
-        for group, table in pl_module.space.export_probs().items():
+        for group, table in pl_module.export_probs().items():
             fig = probs_figure(f"softmax(α) {group} — epoch {epoch}", table)
             fig.savefig(out / f"epoch_{epoch:03d}_{group}.png", dpi=self.dpi)
             for logger in trainer.loggers:
