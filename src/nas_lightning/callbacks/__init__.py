@@ -1,4 +1,4 @@
-"""Callbacks that read the algorithm's ``export()`` / ``export_probs()`` (any space, any algorithm)."""
+"""Callbacks that read the algorithm's ``export()`` / ``export_probs()`` (any space)."""
 
 from nas_lightning.callbacks.genotype_writer import GenotypeWriter
 from nas_lightning.callbacks.heatmap import AlphaHeatmap, probs_figure
