@@ -28,8 +28,8 @@ def _fit(compose_cfg, *overrides):
     extra = [] if has_callbacks else ["callbacks=none"]
     cfg = compose_cfg(*TINY, "trainer.max_epochs=1", *extra, *overrides)
     dm, algo, trainer = build(cfg)
-    arch0 = [a.detach().clone() for a in algo.space.arch_parameters()]
-    w0 = [w.detach().clone() for w in algo.space.weight_parameters()]
+    arch0 = [a.detach().clone() for a in algo.arch_parameters()]
+    w0 = [w.detach().clone() for w in algo.weight_parameters()]
     trainer.fit(algo, datamodule=dm)
     return algo, trainer, arch0, w0
 
@@ -50,8 +50,8 @@ def _moved(before, params):
 def test_search_moves_alpha_and_weights(compose_cfg, overrides):
     algo, trainer, arch0, w0 = _fit(compose_cfg, *overrides)
     assert trainer.global_step > 0
-    assert all(_moved(arch0, algo.space.arch_parameters()))
-    assert sum(_moved(w0, algo.space.weight_parameters())) > 0.9 * len(w0)
+    assert all(_moved(arch0, algo.arch_parameters()))
+    assert sum(_moved(w0, algo.weight_parameters())) > 0.9 * len(w0)
     metrics = trainer.callback_metrics
     for key in (
         "train/loss",
@@ -71,7 +71,7 @@ def test_alpha_never_in_weight_optimizer(compose_cfg):
     opt_w, opt_a = algo.configure_optimizers()[0]
     in_w = {id(p) for g in opt_w.param_groups for p in g["params"]}
     in_a = {id(p) for g in opt_a.param_groups for p in g["params"]}
-    assert in_a == {id(p) for p in algo.space.arch_parameters()}
+    assert in_a == {id(p) for p in algo.arch_parameters()}
     assert not in_a & in_w
     assert isinstance(opt_w, torch.optim.SGD) and isinstance(opt_a, torch.optim.Adam)
     assert opt_a.defaults["betas"] == (0.5, 0.999) or list(opt_a.defaults["betas"]) == [0.5, 0.999]
@@ -79,35 +79,32 @@ def test_alpha_never_in_weight_optimizer(compose_cfg):
 
 def test_no_normal_cell_leaves_its_alpha_untouched(compose_cfg):
     algo, _, arch0, _ = _fit(compose_cfg, "space.layers=2")
-    assert _moved(arch0, algo.space.arch_parameters()) == [False, True]
+    assert _moved(arch0, algo.arch_parameters()) == [False, True]
 
 
 def test_warmup_epochs_freeze_alpha(compose_cfg):
     algo, _, arch0, w0 = _fit(compose_cfg, "algo.warmup_epochs=1")
-    assert _moved(arch0, algo.space.arch_parameters()) == [False, False]
-    assert any(_moved(w0, algo.space.weight_parameters()))
+    assert _moved(arch0, algo.arch_parameters()) == [False, False]
+    assert any(_moved(w0, algo.weight_parameters()))
 
 
 class NoAlpha(SearchSpace):
+    """A network without choice points: nothing to search."""
+
     num_classes = 2
+    config: dict = {}
 
     def __init__(self):
         super().__init__()
         self.lin = torch.nn.Linear(2, 2)
 
-    def arch_parameters(self):
-        return []
-
-    def export(self):
+    def derive(self, probs, input_weights=None):
         return None
-
-    def export_probs(self):
-        return {}
 
 
 def test_space_without_alpha_fails_loudly(compose_cfg):
     cfg = compose_cfg()
-    with pytest.raises(ValueError, match="NoAlpha has no architecture parameters"):
+    with pytest.raises(ValueError, match="space NoAlpha declares no choice points"):
         DartsSearch(
             NoAlpha(), instantiate(cfg.algo.weight_optimizer), instantiate(cfg.algo.arch_optimizer)
         )
@@ -126,16 +123,16 @@ def test_resume_from_last_checkpoint_restores_alpha_and_optimisers(compose_cfg, 
     algo, trainer, _, _ = _fit(compose_cfg, *common)
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     saved = torch.load(ckpt, weights_only=False)
-    alpha_after_epoch0 = saved["state_dict"]["space.alpha_normal"]
-    assert torch.equal(alpha_after_epoch0, algo.space.alpha_normal.detach())
+    alpha_after_epoch0 = saved["state_dict"]["mixing.alpha.normal"]
+    assert torch.equal(alpha_after_epoch0, algo.mixing.alpha["normal"].detach())
 
     cfg = compose_cfg(*TINY, "trainer.max_epochs=2", *common, f"ckpt_path={ckpt}")
     dm, algo2, trainer2 = build(cfg)
     seen = {}
 
     def spy(*args, **kwargs):  # the first α-step after resume starts from the saved α
-        seen.setdefault("alpha", algo2.space.alpha_normal.detach().clone())
-        state = trainer2.optimizers[1].state[algo2.space.alpha_normal]
+        seen.setdefault("alpha", algo2.mixing.alpha["normal"].detach().clone())
+        state = trainer2.optimizers[1].state[algo2.mixing.alpha["normal"]]
         seen.setdefault("adam_steps", float(state["step"]))  # a tensor Adam updates in place
         return orig(*args, **kwargs)
 

@@ -3,15 +3,19 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from searchkit import mixed
 
 from nas_lightning.algos import hypergrad
+from nas_lightning.algos.mixing import SoftmaxMixing
 from nas_lightning.spaces import CNNSearchSpace
 
 
 def _setup(seed: int = 0):
     torch.manual_seed(seed)
     space = CNNSearchSpace(in_channels=2, num_classes=3, init_channels=4, layers=3, nodes=2)
-    space = space.double()
+    space, mixing = mixed(space.double(), SoftmaxMixing(init_std=1e-3))
+    mixing.double()
+    space.arch_parameters = mixing.arch_parameters  # α lives in the algorithm's mixing
     with torch.no_grad():  # spread α so the softmax is not uniform
         for a in space.arch_parameters():
             a.normal_(0, 0.5)

@@ -22,6 +22,7 @@ from nas_lightning.latency import (
     errors,
     expected_latency,
     fit_calibration,
+    latency_tables,
     op_cost,
     op_macs,
     profile_ops,
@@ -31,7 +32,9 @@ from nas_lightning.latency import (
     time_module,
     training_ops,
 )
-from nas_lightning.ops.mbconv import MBCONV_CHOICES, OpDesc, module_from_desc
+from nas_lightning.ops import OpDesc, available_ops, describe, module_from_desc
+
+MBCONV_CHOICES = [(k, e) for k in (3, 5, 7) for e in (3, 6)]
 
 FAST = {"warmup": 1, "repeats": 3, "rounds": 1, "threads": 1}
 
@@ -66,7 +69,7 @@ class StandInSpace:
         ]
 
     def latency_specs(self):
-        return dict(self.blocks)
+        return {label: [cands] for label, cands in self.blocks.items()}  # one block per key
 
     def fixed_specs(self):
         return list(self.fixed)
@@ -83,7 +86,7 @@ class StandInSpace:
                 layers.append(
                     _Residual(m) if d.in_channels == d.out_channels and d.stride == 1 else m
                 )
-        layers += [module_from_desc(d, d.out_channels) for d in self.fixed[1:]]
+        layers += [module_from_desc(d) for d in self.fixed[1:]]
         return nn.Sequential(*layers)
 
 
@@ -99,7 +102,7 @@ def _hook_macs(desc: OpDesc) -> int:
         elif isinstance(mod, nn.Linear):
             total += out.numel() * mod.in_features
 
-    m = module_from_desc(desc, desc.out_channels)
+    m = module_from_desc(desc)
     for sub in m.modules():
         sub.register_forward_hook(hook)
     m.eval()(torch.zeros(1, desc.in_channels, *desc.in_size))
@@ -114,15 +117,27 @@ def test_macs_match_hand_computation_and_module():
     head = OpDesc("pool_linear", 32, 10, (4, 4), (1, 1))
     for d in (conv, mb, head, OpDesc("mbconv", 8, 8, (8, 8), (8, 8), 3, 1, 1)):
         assert op_macs(d) == _hook_macs(d), d
-        params = sum(p.numel() for p in module_from_desc(d, d.out_channels).parameters())
+        params = sum(p.numel() for p in module_from_desc(d).parameters())
         assert op_cost(d).params == params, d
     assert op_macs(OpDesc("zero", 8, 8, (8, 8), (8, 8))) == 0
     flops = FlopsLatency(ms_per_mflop=0.5)
     assert flops.op_latency_ms(conv) == pytest.approx(2 * op_macs(conv) / 1e6 * 0.5)
     with pytest.raises(ValueError, match="ms_per_mflop"):
         FlopsLatency(ms_per_mflop=0)
-    with pytest.raises(ValueError, match="valid: mbconv"):
+    with pytest.raises(ValueError, match="unknown op type 'pool'; valid: .*mbconv"):
         op_cost(OpDesc("pool", 1, 1, (1, 1), (1, 1)))
+
+
+@pytest.mark.parametrize("name", available_ops())
+@pytest.mark.parametrize("stride", [1, 2])
+def test_every_registered_op_costs_what_its_module_computes(name, stride):
+    """One registry entry gives the module and the analytic cost: they must agree."""
+    c_out = 8 if name in available_ops("cell") else 12
+    desc = describe(name, 8, c_out, (7, 7), stride, kernel=3 if name == "mbconv" else None)
+    if name == "pool_linear":
+        desc = describe(name, 8, 5, (7, 7))
+    assert op_macs(desc) == _hook_macs(desc), desc
+    assert op_cost(desc).params == sum(p.numel() for p in module_from_desc(desc).parameters())
 
 
 def test_time_module_statistics_and_thread_restore():
@@ -152,7 +167,7 @@ def test_sampling_helpers():
 
 def test_profile_covers_every_key_and_missing_key_is_refused(tmp_path):
     space = StandInSpace()
-    needed = [d for c in space.latency_specs().values() for d in c] + space.fixed_specs()
+    needed = space_ops(space)
     lut = LatencyLUT(profile_ops(needed, **FAST), {"device": "cpu", "batch_size": 1})
     assert {d.key() for d in needed} <= set(lut.entries)
     path = tmp_path / "lut.json"
@@ -211,14 +226,19 @@ def test_calibration_recovers_known_law_and_expected_latency():
     with pytest.raises(ValueError, match="valid: 'scale'"):
         fit_calibration(raw, counts, measured, terms=("offset",))
     flops = FlopsLatency()
-    cands = StandInSpace().latency_specs()["b1"]
-    probs = torch.softmax(torch.randn(len(cands), requires_grad=True), -1)
-    lat = expected_latency(flops, cands, probs)
-    want = sum(
-        float(p) * flops.op_latency_ms(d) for p, d in zip(probs.detach(), cands, strict=True)
+    space = StandInSpace()
+    tables = latency_tables(flops, space.latency_specs(), space.fixed_specs())
+    logits = {k: torch.randn(len(c), requires_grad=True) for k, c in space.blocks.items()}
+    probs = {k: torch.softmax(v, -1) for k, v in logits.items()}
+    lat = expected_latency(probs, tables)
+    want = sum(flops.op_latency_ms(d) for d in space.fixed_specs()) + sum(
+        float(p) * flops.op_latency_ms(d)
+        for k, cands in space.blocks.items()
+        for p, d in zip(probs[k].detach(), cands, strict=True)
     )
     assert lat.item() == pytest.approx(want)
     lat.backward()
+    assert all(v.grad is not None for v in logits.values())
     e = errors([1.0, 2.0, 3.0], [1.1, 2.2, 3.3])
     assert e["kendall_tau"] == 1.0 and e["mape_pct"] == pytest.approx(100 / 11)
 
@@ -245,7 +265,7 @@ def test_spread_sampling_spans_cheap_to_costly_networks():
     from nas_lightning.latency import op_macs
 
     space = StandInSpace()
-    specs = list(space.latency_specs().values())
+    specs = [cands for (cands,) in space.latency_specs().values()]
 
     def macs(choice):
         return sum(op_macs(cands[j]) for cands, j in zip(specs, choice, strict=True))

@@ -98,14 +98,17 @@ def test_dataset_shape_and_usage_errors(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["nas_lightning.latency", "bogus"])
     assert exit_.value.code == 2 and "profile, fit, check" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="space=mobilenet"):
-        build_space(
-            _compose(
-                "latency_cli",
-                "command=check",
-                "space=cnn",
-                "debug=tiny",
-                "input_shape=[1,8,8]",
-                "num_classes=10",
-            )
+    # the DARTS cell space is priceable too: every edge's candidates at their real sizes
+    cnn, _ = build_space(
+        _compose(
+            "latency_cli",
+            "command=check",
+            "space=cnn",
+            "debug=tiny",
+            "input_shape=[1,8,8]",
+            "num_classes=10",
         )
+    )
+    ops = {d.op for d in space_ops(cnn)}
+    assert {"sep_conv_3x3", "dil_conv_5x5", "conv", "pool_linear"} <= ops
+    assert cnn.fixed_specs()[0].key() == "conv:in1x8x8:out12x8x8:k3:s1:e1"

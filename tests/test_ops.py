@@ -4,21 +4,15 @@ import pytest
 import torch
 
 from nas_lightning.ops import ZERO, available_ops, build_op, canonical_name, validate_ops
+from nas_lightning.spaces import DARTS_OPS
 
-OPS = available_ops()
+OPS = available_ops("cell")
 
 
-def test_registry_has_the_eight_darts_ops():
-    assert set(OPS) == {
-        "none",
-        "max_pool_3x3",
-        "avg_pool_3x3",
-        "skip_connect",
-        "sep_conv_3x3",
-        "sep_conv_5x5",
-        "dil_conv_3x3",
-        "dil_conv_5x5",
-    }
+def test_registry_holds_the_darts_ops_as_cell_ops():
+    assert set(DARTS_OPS) <= set(OPS)
+    assert {"mbconv", "zero"} <= set(available_ops("block"))
+    assert not {"mbconv", "conv", "pool_linear"} & set(OPS)  # not shape-keeping C -> C ops
 
 
 @pytest.mark.parametrize("name", OPS)

@@ -11,15 +11,19 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 from mobilenet_tiny import TINY
+from searchkit import with_plans
 
 from nas_lightning.algos import ProxylessSearch
 from nas_lightning.algos import gates as G
 from nas_lightning.algos import reinforce as R
 from nas_lightning.data import SyntheticDataModule
 from nas_lightning.genotype import genotype_from_dict
+from nas_lightning.latency import expected_latency
+from nas_lightning.ops import describe
 from nas_lightning.run import build
-from nas_lightning.spaces import CNNSearchSpace, MobileNetSearchSpace
-from nas_lightning.spaces.gated import GatePlan, MixedBlock
+from nas_lightning.spaces import MobileNetSearchSpace
+from nas_lightning.spaces.block import SearchBlock
+from nas_lightning.spaces.plans import GatePlan
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -58,10 +62,14 @@ def test_binary_w_step_runs_one_path_per_block():
     algo = make_algo()
     calls = {}
     for b, block in enumerate(algo.space.blocks):
-        for j, op in enumerate(block.candidates):
-            op.register_forward_hook(lambda *_, k=(b, j): calls.__setitem__(k, calls.get(k, 0) + 1))
+        for j in range(len(block.op_names)):
+            if j != block.zero_index:
+                block.candidate(j).register_forward_hook(
+                    lambda *_, k=(b, j): calls.__setitem__(k, calls.get(k, 0) + 1)
+                )
+    algo.train()
     algo.weight_step(batch())
-    choice = algo.last_choice
+    choice = list(algo.last_choice.values())
     expected = {(b, j): 1 for b, j in enumerate(choice) if j != algo.space.blocks[b].zero_index}
     assert calls == expected
 
@@ -82,13 +90,15 @@ def test_binaryconnect_formula():
 def test_gate_gradient_is_inner_product_with_each_path():
     """L = ⟨out, c⟩ gives ∂L/∂g_j = ⟨c, o_j(x)⟩ for the active and the gradient-only paths."""
     torch.manual_seed(0)
-    block = MixedBlock(4, 4, 1, [(3, 3), (5, 3), (3, 6)]).double()
+    descs = [describe("mbconv", 4, 4, (5, 5), 1, kernel=k, expand=e) for k, e in [(3, 3), (5, 3)]]
+    descs += [describe("mbconv", 4, 4, (5, 5), 1, kernel=3, expand=6)]
+    block = SearchBlock("b", "b", [*descs, describe("zero", 4, 4, (5, 5))]).double()
     x, c = torch.randn(2, 4, 5, 5).double(), torch.randn(2, 4, 5, 5).double()
     gates = torch.tensor([0.0, 0.0, 1.0, 0.0], dtype=torch.float64, requires_grad=True)
-    out = block(x, GatePlan(gates, active=2, others=(0, 3)))  # 3 is zero: o = 0
+    out = with_plans(block, {"b": GatePlan(gates, active=2, others=(0, 3))})(x)  # 3: zero
     (grad,) = torch.autograd.grad((out * c).sum(), gates)
     with torch.no_grad():
-        o = [block.candidates[j](x) for j in range(3)]
+        o = [block.candidate(j)(x) for j in range(3)]
     want = [(c * o[0]).sum(), 0.0, (c * o[2]).sum(), 0.0]  # path 1 not involved
     assert torch.allclose(grad, torch.tensor(want, dtype=torch.float64), atol=1e-10)
     assert torch.allclose(out, x + o[2], atol=1e-12)  # forward value: the active path only
@@ -99,18 +109,19 @@ def test_two_path_update_keeps_other_probabilities(latency):
     # Adam with momentum and weight decay would move every α: the rescale must undo that.
     opt = partial(torch.optim.Adam, lr=0.3, betas=(0.9, 0.999), weight_decay=0.1)
     algo = make_algo(latency=latency, arch_opt=opt)
-    alphas = algo.space.arch_parameters()
     with torch.no_grad():
-        for a in alphas:
+        for a in algo.arch_parameters():
             a.normal_(0, 0.5)
-    arch_opt = opt(params=alphas)
+    arch_opt = opt(params=algo.arch_parameters())
+    alphas = algo.alpha_rows()
     for step in range(3):
-        old = [a.detach().clone() for a in alphas]
+        old = {k: a.detach().clone() for k, a in alphas.items()}
         arch_opt.zero_grad()
         algo.arch_step(batch(seed=step), batch(seed=10 + step))
         arch_opt.step()
         algo.on_arch_step_end()
-        for a, a0, inv in zip(alphas, old, algo.last_involved, strict=True):
+        for key, a in alphas.items():
+            a0, inv = old[key], algo.last_involved[key]
             assert len(inv) == 2
             rest = [i for i in range(a.numel()) if i not in inv]
             assert torch.equal(a.detach()[rest], a0[rest])
@@ -124,7 +135,10 @@ def test_expected_latency_and_its_gradient():
     alphas = [torch.randn(n, dtype=torch.float64, requires_grad=True) for n in (6, 7, 3)]
     tables = [torch.rand(a.numel(), dtype=torch.float64) * 5 for a in alphas]
     probs = [F.softmax(a, 0) for a in alphas]
-    lat = G.expected_latency(probs, tables, fixed=1.5)
+    keys = ["a", "b", "c"]
+    lat = expected_latency(
+        dict(zip(keys, probs, strict=True)), (dict(zip(keys, tables, strict=True)), 1.5)
+    )
     want = 1.5 + sum(float((p * t).sum().detach()) for p, t in zip(probs, tables, strict=True))
     assert float(lat.detach()) == pytest.approx(want, abs=1e-12)
     grads = torch.autograd.grad(lat, alphas)
@@ -135,13 +149,14 @@ def test_expected_latency_and_its_gradient():
 
 def test_algorithm_prices_the_space_with_the_latency_model():
     algo = make_algo(latency=FakeLatency())
+    with torch.no_grad():
+        algo.arch_parameters()[0].normal_()
     specs, fixed = algo.space.latency_specs(), algo.space.fixed_specs()
     lat = FakeLatency()
     want = sum(lat.op_latency_ms(d) for d in fixed)
-    for descs, a in zip(specs.values(), algo.space.arch_parameters(), strict=True):
-        want += sum(
-            float(p) * lat.op_latency_ms(d) for p, d in zip(F.softmax(a, 0), descs, strict=True)
-        )
+    probs = algo.mixing.probs()
+    for key, (descs,) in specs.items():
+        want += sum(float(p) * lat.op_latency_ms(d) for p, d in zip(probs[key], descs, strict=True))
     assert algo.expected_latency_ms() == pytest.approx(want, rel=1e-6)
     assert make_algo().expected_latency_ms() is None  # no model: the term is off
 
@@ -151,7 +166,7 @@ def test_reinforce_moves_alpha_to_rewarded_path():
     opt = torch.optim.SGD([alpha], lr=0.5)
     gen, baseline = torch.Generator().manual_seed(0), float("nan")
     for _ in range(150):
-        (choice,) = R.sample_architecture([alpha], gen)
+        choice = int(torch.multinomial(F.softmax(alpha.detach(), 0), 1, generator=gen))
         advantage, baseline = R.update_baseline(baseline, float(choice == 2), 0.9)
         (alpha.grad,) = R.reinforce_grads([alpha], [choice], advantage)
         opt.step()
@@ -163,17 +178,18 @@ def test_reinforce_step_in_the_algorithm():
     for step in range(3):
         algo.arch_step(batch(), batch(seed=step + 1))
     assert not torch.isnan(algo.reward_baseline)
-    assert all(a.grad is not None for a in algo.space.arch_parameters())
+    assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in algo.arch_parameters())
 
 
 @pytest.mark.parametrize("mode", ["darts", "full"])
 def test_mix_modes_alpha_step_and_all_paths_in_w_step(mode):
     algo = make_algo(latency=FakeLatency(), mode=mode, latency_loss="multiplicative", target_ms=5.0)
+    algo.train()
     algo.arch_step(batch(), batch(seed=1))
-    assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in algo.space.arch_parameters())
+    assert all(row.abs().sum() > 0 for row in algo.arch_parameters()[0].grad)
     algo.weight_step(batch())
     for block in algo.space.blocks:  # every MBConv path trained
-        assert all(op.body[0][0].weight.grad is not None for op in block.candidates[:6])
+        assert all(block.candidate(j).body[0][0].weight.grad is not None for j in range(6))
 
 
 def test_binary_w_step_changes_only_sampled_weights(tmp_path):
@@ -199,9 +215,10 @@ def test_binary_w_step_changes_only_sampled_weights(tmp_path):
     )
     trainer.fit(algo, datamodule=dm)
     after = space.state_dict()
-    for b, (block, j) in enumerate(zip(space.blocks, algo.last_choice, strict=True)):
-        for k in range(len(block)):
-            prefix = f"blocks.{b}.candidates.{k}."
+    choice = list(algo.last_choice.values())
+    for b, (block, j) in enumerate(zip(space.blocks, choice, strict=True)):
+        for k, name in enumerate(block.op_names):
+            prefix = f"blocks.{b}.choice.ops.{name}."
             keys = [n for n in after if n.startswith(prefix)]
             same = all(torch.equal(after[n], before[n]) for n in keys)
             assert same == (k != j or j == block.zero_index), (b, k, j)
@@ -221,10 +238,6 @@ def test_invalid_options_are_named():
         make_algo(latency_loss="log")
     with pytest.raises(ValueError, match=r"multiplicative needs algo.target_ms > 1"):
         make_algo(latency=FakeLatency(), latency_loss="multiplicative")
-    with pytest.raises(TypeError, match="CNNSearchSpace lacks latency_specs"):
-        ProxylessSearch(
-            CNNSearchSpace(init_channels=4, layers=1), weight_optimizer=None, arch_optimizer=None
-        )
 
 
 def test_hydra_fit_one_epoch(tmp_path):
@@ -245,15 +258,12 @@ def test_hydra_fit_one_epoch(tmp_path):
     pl.seed_everything(0)
     datamodule, algo, trainer = build(cfg)
     assert isinstance(algo, ProxylessSearch) and algo.mode == "binary"
-    before = [a.detach().clone() for a in algo.space.arch_parameters()]
+    before = {k: a.detach().clone() for k, a in algo.alpha_rows().items()}
     trainer.fit(algo, datamodule=datamodule)
-    moved = [
-        not torch.equal(a.detach(), b)
-        for a, b in zip(algo.space.arch_parameters(), before, strict=True)
-    ]
+    moved = [not torch.equal(a.detach(), before[k]) for k, a in algo.alpha_rows().items()]
     assert all(moved)  # every block had two α updated per step
     g = genotype_from_dict(json.loads((tmp_path / "genotype.json").read_text()))
-    assert g.to_dict() == algo.space.export().to_dict() and len(g.blocks) == 3  # layers=3
+    assert g.to_dict() == algo.export().to_dict() and len(g.blocks) == 3  # layers=3
     space = MobileNetSearchSpace(**g.space)
     assert all(op in names for op, names in zip(g.blocks, space.op_names_per_block(), strict=True))
     assert space.single_path(g)(torch.randn(2, 1, 8, 8)).shape == (2, 10)

@@ -1,82 +1,127 @@
-"""The bilevel search loop shared by DARTS and ProxylessNAS.
+"""The bilevel search loop shared by every algorithm.
 
 Each training step receives ``{"train": (x, y), "val": (x, y)}``: the α-step runs on the val
 batch (skipped during ``warmup_epochs``), then the w-step on the train batch. Manual
-optimisation, so the two optimisers and their order stay explicit.
+optimisation, so the two optimisers and their order stay explicit. The algorithm owns α through
+its mixing strategy (``self.mixing``), installed on the space at construction; the loss and the
+metrics are injected (``loss(logits, y)``, ``metrics = {name: factory}``), so the loop knows no
+task.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor, nn
+from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
 from nas_lightning.algos.hypergrad import frozen
-from nas_lightning.spaces.base import SearchSpace
+from nas_lightning.algos.mixing import MixingStrategy, SoftmaxMixing
+from nas_lightning.spaces.base import SearchSpace, space_from_config
+from nas_lightning.specs import from_spec, to_spec
 
 OptimFactory = Callable[..., torch.optim.Optimizer]
+LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 class BilevelSearch(pl.LightningModule):
-    """α on the val split, w on the train split; subclasses implement :meth:`arch_step`."""
+    """α on the val split, w on the train split; subclasses implement :meth:`arch_step` and may
+    pick another mixing strategy (:meth:`make_mixing`)."""
 
     def __init__(
         self,
-        space: SearchSpace,
+        space: SearchSpace | Mapping[str, Any],
         weight_optimizer: OptimFactory,
         arch_optimizer: OptimFactory,
         scheduler: Callable[..., Any] | None = None,
         grad_clip: float | None = 5.0,
         warmup_epochs: int = 0,
-        num_classes: int | None = None,
+        loss: LossFn | None = None,
+        metrics: Mapping[str, Callable[[], Metric]] | None = None,
     ):
         super().__init__()
         self.automatic_optimization = False
+        if isinstance(space, Mapping):  # rebuilt from a checkpoint's hyper-parameters
+            space = space_from_config(space)
+        if not isinstance(space, SearchSpace):
+            raise TypeError(f"space must be a SearchSpace, got {type(space).__name__}")
         self.space = space
-        arch = list(space.arch_parameters()) if hasattr(space, "arch_parameters") else []
-        if not arch:
-            raise ValueError(
-                f"search space {type(space).__name__} has no architecture parameters "
-                "(arch_parameters() is empty): there is nothing to search"
-            )
-        self._weight_optimizer, self._arch_optimizer = weight_optimizer, arch_optimizer
-        self._scheduler = scheduler
-        self.grad_clip, self.warmup_epochs = grad_clip, warmup_epochs
-        n_cls = num_classes or space.num_classes
-        self.train_acc = MulticlassAccuracy(n_cls, average="micro")
-        self.val_acc = MulticlassAccuracy(n_cls, average="micro")
+        self.mixing = self.make_mixing()
+        self.mixing.install(space)
+        if not self.arch_parameters():
+            raise ValueError(f"{type(self).__name__} created no architecture parameters")
+        # callables may arrive as plain-data specs (a checkpoint's hyper-parameters)
+        self._weight_optimizer = from_spec(weight_optimizer)
+        self._arch_optimizer = from_spec(arch_optimizer)
+        self._scheduler = from_spec(scheduler)
+        loss, metrics = from_spec(loss), {k: from_spec(v) for k, v in (metrics or {}).items()}
+        if grad_clip is not None and grad_clip < 0:
+            raise ValueError(f"algo.grad_clip={grad_clip} must be >= 0 (0 or null: no clipping)")
+        if (
+            isinstance(warmup_epochs, bool)
+            or int(warmup_epochs) != warmup_epochs
+            or warmup_epochs < 0
+        ):
+            raise ValueError(f"algo.warmup_epochs={warmup_epochs!r} must be an integer >= 0")
+        self.grad_clip, self.warmup_epochs = grad_clip, int(warmup_epochs)
+        self.loss_fn: LossFn = loss or F.cross_entropy
+        if not metrics:
+            metrics = {"acc": partial(MulticlassAccuracy, space.num_classes, average="micro")}
+        self.train_metrics = nn.ModuleDict({k: f() for k, f in metrics.items()})
+        self.val_metrics = nn.ModuleDict(
+            {k: copy.deepcopy(m) for k, m in self.train_metrics.items()}
+        )
+        self.save_hyperparameters(ignore=["space"], logger=False)
+        for key in list(self.hparams):  # plain data only: checkpoints load with weights_only
+            try:
+                self.hparams[key] = to_spec(self.hparams[key])
+            except TypeError as e:  # e.g. a user's latency model: pass it again when loading
+                rank_zero_warn(f"hyper-parameter {key!r} is not saved in checkpoints: {e}")
+                self.hparams[key] = None
+        self.hparams["space"] = space.space_config()
+        self._hparams_initial = copy.deepcopy(self._hparams)
+
+    def make_mixing(self) -> MixingStrategy:
+        """The strategy that owns α and mixes every choice point (DARTS: softmax)."""
+        return SoftmaxMixing()
 
     # ---------------------------------------------------------------- architecture API
     # What callbacks, loggers and run() read: they never reach into the space for α.
-    def arch_parameters(self) -> list[torch.nn.Parameter]:
+    def arch_parameters(self) -> list[nn.Parameter]:
         """The architecture parameters α (owned by the algorithm's mixing strategy)."""
-        return list(self.space.arch_parameters())
+        return self.mixing.arch_parameters()
 
-    def weight_parameters(self) -> list[torch.nn.Parameter]:
+    def weight_parameters(self) -> list[nn.Parameter]:
         """The network weights w (everything that is not α)."""
-        return list(self.space.weight_parameters())
+        return self.space.weight_parameters()
 
     def export(self) -> Any:
         """The discrete architecture derived from the current α (a genotype)."""
-        return self.space.export()
+        return self.space.derive(self.mixing.probs(), self.mixing.input_weights())
 
     def export_probs(self) -> dict[str, dict[str, dict[str, float]]]:
         """``{group: {row_label: {op: probability}}}``: one heatmap per group."""
-        return self.space.export_probs()
+        return self.space.export_probs(self.mixing.probs())
 
     def arch_entropy(self) -> Tensor:
         """Mean entropy of the architecture distribution over all decisions."""
-        return self.space.arch_entropy()
+        return self.mixing.entropy()
+
+    def diagnostics(self) -> dict[str, float]:
+        """Algorithm-specific per-epoch scalars (logged at epoch end)."""
+        return {}
 
     # ---------------------------------------------------------------- optimisers
     def configure_optimizers(self) -> Any:
-        weights = self.weight_parameters()
-        arch = self.arch_parameters()
+        weights, arch = self.weight_parameters(), self.arch_parameters()
         overlap = {id(p) for p in weights} & {id(p) for p in arch}
         if overlap:  # a space bug would silently train α with SGD otherwise
             raise RuntimeError(f"{len(overlap)} architecture parameters are also weights")
@@ -96,9 +141,6 @@ class BilevelSearch(pl.LightningModule):
     # ---------------------------------------------------------------- steps
     def forward(self, x: Tensor) -> Tensor:
         return self.space(x)
-
-    def loss_fn(self, logits: Tensor, y: Tensor) -> Tensor:
-        return F.cross_entropy(logits, y)
 
     def arch_step(self, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]) -> Tensor:
         """Set ``.grad`` of the α and return the architecture loss (α optimiser steps after)."""
@@ -123,16 +165,20 @@ class BilevelSearch(pl.LightningModule):
                 opt_w, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm"
             )
         opt_w.step()
-        self.train_acc(logits.detach(), train[1])
         self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        self._log_metrics("train", self.train_metrics, logits.detach(), train[1])
         return loss.detach()
+
+    def _log_metrics(self, stage: str, metrics: nn.ModuleDict, logits: Tensor, y: Tensor) -> None:
+        for name, metric in metrics.items():
+            metric(logits, y)
+            self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=True)
 
     def weight_step(self, train: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         """Backward of the train loss into w only (α frozen: no α graph is built)."""
         x, y = train
-        with frozen(self.space.arch_parameters()):
-            logits = self.space(x)
+        with frozen(self.arch_parameters()):
+            logits = self(x)
             loss = self.loss_fn(logits, y)
             self.manual_backward(loss)
         return loss, logits
@@ -142,12 +188,12 @@ class BilevelSearch(pl.LightningModule):
         if sched is not None:
             sched.step()
         self.log("arch/entropy", self.arch_entropy())
-        self.log("arch/skip_count", float(self.export().ops().count("skip_connect")))
+        for key, value in self.diagnostics().items():
+            self.log(key, float(value))
         self.log("train/lr", self.weight_lr())
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         x, y = batch
-        logits = self.space(x)
-        self.val_acc(logits, y)
+        logits = self(x)
         self.log("val/loss", self.loss_fn(logits, y), prog_bar=True)
-        self.log("val/acc", self.val_acc, prog_bar=True)
+        self._log_metrics("val", self.val_metrics, logits, y)

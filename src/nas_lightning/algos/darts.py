@@ -7,7 +7,8 @@ from typing import Any
 from torch import Tensor
 
 from nas_lightning.algos import hypergrad
-from nas_lightning.algos.base import BilevelSearch, frozen
+from nas_lightning.algos.base import BilevelSearch
+from nas_lightning.algos.hypergrad import frozen
 
 
 class DartsSearch(BilevelSearch):
@@ -38,9 +39,13 @@ class DartsSearch(BilevelSearch):
             raise ValueError(f"algo.fd_r={fd_r} must be > 0")
         self.order, self.unrolled_xi, self.hvp, self.fd_r = order, unrolled_xi, hvp, fd_r
 
+    def diagnostics(self) -> dict[str, float]:
+        """Skip connections in the derived genotype: the DARTS collapse signal (Zela et al.)."""
+        return {"arch/skip_count": float(self.export().ops().count("skip_connect"))}
+
     def arch_step(self, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]) -> Tensor:
         space = self.space
-        arch = space.arch_parameters()
+        arch = self.arch_parameters()
         if self.order == 1:
             with frozen(space.weight_parameters()):
                 grads, loss = hypergrad.first_order_grad(space, arch, val, self.loss_fn)

@@ -1,22 +1,18 @@
 """ProxylessNAS maths as plain functions: path sampling, BinaryConnect α-gradients, the
-two-path rescale, and the expected latency (Cai et al. 2019, §3.2-3.3 and their released code).
+two-path rescale and the latency loss (Cai et al. 2019, §3.2-3.3 and their released code). The
+expected latency itself is :func:`nas_lightning.latency.expected_latency`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nas_lightning.ops.mbconv import OpDesc
-
-
-class LatencyModel(Protocol):
-    def op_latency_ms(self, desc: OpDesc) -> float: ...
+from nas_lightning.spaces.choices import ZERO_NAMES
 
 
 def sample_paths(
@@ -61,18 +57,6 @@ def rescale_pair(alpha: Tensor, old: Tensor, involved: Sequence[int]) -> None:
     alpha.copy_(torch.where(mask, alpha - offset, old))
 
 
-def expected_latency(probs: Sequence[Tensor], tables: Sequence[Tensor], fixed: float) -> Tensor:
-    """``E[lat] = fixed + Σ_b Σ_j p_bj F_bj`` (ms), differentiable w.r.t. the probabilities."""
-    if len(probs) != len(tables):
-        raise ValueError(f"{len(probs)} probability vectors for {len(tables)} latency tables")
-    total = torch.zeros((), dtype=tables[0].dtype if tables else torch.float32)
-    if tables:
-        total = total.to(tables[0].device)
-    for p, table in zip(probs, tables, strict=True):
-        total = total + (p * table).sum()
-    return total + fixed
-
-
 def latency_loss(
     ce: Tensor, lat: Tensor, kind: str, weight: float, target_ms: float | None, beta: float
 ) -> Tensor:
@@ -91,27 +75,15 @@ def latency_loss(
     return ce + weight * lat
 
 
-def latency_tables(
-    latency: LatencyModel,
-    specs: dict[str, list[OpDesc]],
-    fixed_specs: Iterable[OpDesc],
-    dtype: torch.dtype = torch.float32,
-    device: Any = None,
-) -> tuple[list[Tensor], float]:
-    """Per block the ms of every candidate (α order), and the ms of the fixed ops."""
-    tables = [
-        torch.tensor([float(latency.op_latency_ms(d)) for d in descs], dtype=dtype, device=device)
-        for descs in specs.values()
-    ]
-    return tables, float(sum(float(latency.op_latency_ms(d)) for d in fixed_specs))
+def is_zero_name(name: str) -> bool:
+    """Whether a genotype entry is the zero op (a skipped block or a dropped edge)."""
+    return name in ZERO_NAMES
 
 
 __all__ = [
-    "LatencyModel",
+    "is_zero_name",
     "binaryconnect_grad",
-    "expected_latency",
     "latency_loss",
-    "latency_tables",
     "rescale_pair",
     "restricted_softmax",
     "sample_paths",

@@ -5,12 +5,13 @@ differentiable expected-latency loss, on the shared bilevel loop.
 of a single compact net), ``darts`` (softmax mix) or ``full`` (the one-shot unweighted sum of all
 paths in the w-step and validation; since that sum does not depend on α, its α-step uses the
 softmax mix like ``darts``). ``binary_mode``: ``two`` (the paper's two-path α-step, then the
-rescale that keeps the unsampled paths' probabilities) or ``full`` (gates of all paths).
+rescale that keeps the unsampled paths' probabilities) or ``full`` (gates of all paths). The
+decisions are any space's choice points: MobileNet blocks, or DARTS cell edges (binary gates per
+edge; the expected latency sums over every edge of every cell).
 
 Loss of the α-step: ``CE + λ2·E[lat]`` (``λ2·(E − T)/T`` when ``target_ms`` is set) or
 ``CE·(log E / log T)^β``. λ1‖w‖² is the weight optimiser's ``weight_decay`` (applied to sampled
-paths only in binary mode, since only they get gradients). Requires a block space
-(``latency_specs``, ``op_names_per_block``, a per-block plan in ``forward``), e.g. mobilenet.
+paths only in binary mode, since only they get gradients).
 """
 
 from __future__ import annotations
@@ -23,14 +24,16 @@ from torch import Tensor
 
 from nas_lightning.algos import gates as G
 from nas_lightning.algos import reinforce as R
-from nas_lightning.algos.base import BilevelSearch, frozen
-from nas_lightning.spaces.gated import GatePlan
+from nas_lightning.algos.base import BilevelSearch
+from nas_lightning.algos.hypergrad import frozen
+from nas_lightning.algos.mixing.binary import MODES, BinaryGateMixing
+from nas_lightning.latency.base import LatencyModel, LatencyTables, expected_latency, latency_tables
+from nas_lightning.spaces.plans import GatePlan
+from nas_lightning.specs import from_spec
 
-MODES = ("binary", "darts", "full")
 BINARY_MODES = ("two", "full")
 ESTIMATORS = ("gradient", "reinforce")
 LATENCY_LOSSES = ("additive", "multiplicative")
-BLOCK_SPACE_API = ("latency_specs", "fixed_specs", "op_names_per_block", "argmax_choice")
 
 
 def _check(name: str, value: Any, choices: tuple[str, ...]) -> str:
@@ -40,7 +43,7 @@ def _check(name: str, value: Any, choices: tuple[str, ...]) -> str:
 
 
 class ProxylessSearch(BilevelSearch):
-    """ProxylessNAS on a block space; see the module docstring for the options."""
+    """ProxylessNAS on any space; see the module docstring for the options."""
 
     def __init__(
         self,
@@ -48,7 +51,7 @@ class ProxylessSearch(BilevelSearch):
         mode: str = "binary",
         binary_mode: str = "two",
         estimator: str = "gradient",
-        latency: G.LatencyModel | None = None,
+        latency: LatencyModel | None = None,
         latency_loss: str = "additive",
         latency_weight: float = 0.1,
         target_ms: float | None = None,
@@ -57,17 +60,12 @@ class ProxylessSearch(BilevelSearch):
         baseline_decay: float = 0.99,
         **kwargs: Any,
     ):
-        super().__init__(*args, **kwargs)
         self.mode = _check("mode", mode, MODES)
+        super().__init__(*args, **kwargs)
         self.binary_mode = _check("binary_mode", binary_mode, BINARY_MODES)
         self.estimator = _check("estimator", estimator, ESTIMATORS)
         self.latency_loss = _check("latency_loss", latency_loss, LATENCY_LOSSES)
-        missing = [m for m in BLOCK_SPACE_API if not hasattr(self.space, m)]
-        if missing:
-            raise TypeError(
-                f"algo=proxyless needs a block search space (e.g. space=mobilenet); "
-                f"{type(self.space).__name__} lacks {', '.join(missing)}"
-            )
+        latency = from_spec(latency)
         if latency is not None and not callable(getattr(latency, "op_latency_ms", None)):
             raise TypeError(f"latency model {type(latency).__name__} has no op_latency_ms(desc)")
         if latency_weight < 0 or not 0 <= baseline_decay < 1:
@@ -86,25 +84,43 @@ class ProxylessSearch(BilevelSearch):
         self.latency_weight, self.target_ms, self.beta = latency_weight, target_ms, beta
         self.reward_exponent, self.baseline_decay = reward_exponent, baseline_decay
         self.register_buffer("reward_baseline", torch.tensor(float("nan")))
-        self.generator: torch.Generator | None = None  # None: the global (seeded) RNG
-        self.last_choice: list[int] | None = None  # paths of the last binary w-step
-        self.last_involved: list[list[int]] = []  # paths of the last binary α-step, per block
-        self._tables: tuple[list[Tensor], float] | None = None
+        self.last_involved: dict[str, list[int]] = {}  # paths of the last binary α-step
+        self._tables: LatencyTables | None = None
         self._rescale: list[tuple[Tensor, list[int], Tensor]] = []
+
+    def make_mixing(self) -> BinaryGateMixing:
+        return BinaryGateMixing(self.mode)
+
+    @property
+    def generator(self) -> torch.Generator | None:
+        return self.mixing.generator
+
+    @generator.setter
+    def generator(self, value: torch.Generator | None) -> None:
+        self.mixing.generator = value
+
+    @property
+    def last_choice(self) -> dict[str, int] | None:
+        """The paths of the last binary w-step, per decision key."""
+        return self.mixing.last_choice
+
+    def alpha_rows(self) -> dict[str, Tensor]:
+        """Per decision key, its α row (a view of the group's parameter)."""
+        return self.mixing.rows_of(dict(self.mixing.alpha.items()))
 
     # ---------------------------------------------------------------- latency
     def setup(self, stage: str) -> None:
         self.latency_tables()  # fail fast on a latency model that cannot price this space
 
-    def latency_tables(self) -> tuple[list[Tensor], float] | None:
-        """Per-block ms per candidate (built once, on α's device) and the fixed ms."""
+    def latency_tables(self) -> LatencyTables | None:
+        """Per decision key the ms of each candidate (built once, on α's device) + fixed ms."""
         if self.latency is None:
             return None
-        a = self.space.arch_parameters()[0]
-        if self._tables is None or self._tables[0][0].device != a.device:
+        a = self.arch_parameters()[0]
+        if self._tables is None or next(iter(self._tables[0].values())).device != a.device:
             specs = (self.space.latency_specs(), self.space.fixed_specs())
-            tables, fixed = G.latency_tables(self.latency, *specs, a.dtype, a.device)
-            fastest = fixed + sum(float(t.min()) for t in tables)
+            tables, fixed = latency_tables(self.latency, *specs, a.dtype, a.device)
+            fastest = fixed + sum(float(t.min()) for t in tables.values())
             if self.latency_loss == "multiplicative" and fastest <= 1.0:
                 raise ValueError(
                     f"algo.latency_loss=multiplicative needs E[lat] > 1 ms but the "
@@ -115,102 +131,107 @@ class ProxylessSearch(BilevelSearch):
 
     def expected_latency_ms(self) -> float | None:
         lut = self.latency_tables()
-        if lut is None:
-            return None
-        probs = [F.softmax(a.detach(), -1) for a in self.space.arch_parameters()]
-        return float(G.expected_latency(probs, *lut))
+        return None if lut is None else float(expected_latency(self.mixing.probs(), lut))
 
-    def add_latency_loss(self, ce: Tensor, probs: list[Tensor]) -> Tensor:
+    def add_latency_loss(self, ce: Tensor, probs: dict[str, Tensor]) -> Tensor:
         lut = self.latency_tables()
         if lut is None:
             return ce
-        lat = G.expected_latency(probs, *lut)
+        lat = expected_latency(probs, lut)
         return G.latency_loss(
             ce, lat, self.latency_loss, self.latency_weight, self.target_ms, self.beta
         )
 
     # ---------------------------------------------------------------- steps
-    def eval_plan(self) -> list | None:
-        if self.mode == "binary":
-            return self.space.argmax_choice()
-        if self.mode == "full":
-            return [[1.0] * a.numel() for a in self.space.arch_parameters()]
-        return None  # the space's default: softmax(α) mix
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.space(x, self.eval_plan())
-
     def arch_step(self, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]) -> Tensor:
         x, y = val
-        alphas = self.space.arch_parameters()
         if self.estimator == "reinforce":
-            ce = self._reinforce_step(x, y, alphas)
+            ce = self._reinforce_step(x, y)
         else:
-            with frozen(self.space.weight_parameters()):
-                step = self._binary_step if self.mode == "binary" else self._mix_step
-                ce = step(x, y, alphas)
+            with frozen(self.weight_parameters()):
+                ce = self._binary_step(x, y) if self.mode == "binary" else self._mix_step(x, y)
         lat = self.expected_latency_ms()
         if lat is not None:
             self.log("arch/expected_latency_ms", lat, on_step=False, on_epoch=True)
         return ce
 
-    def _mix_step(self, x: Tensor, y: Tensor, alphas: list[Tensor]) -> Tensor:
-        probs = [F.softmax(a, -1) for a in alphas]
-        ce = self.loss_fn(self.space(x, probs), y)
-        grads = torch.autograd.grad(self.add_latency_loss(ce, probs), alphas, allow_unused=True)
-        for a, g in zip(alphas, grads, strict=True):
-            a.grad = None if g is None else g.detach()
+    def _set_grads(self, grads: dict[str, Tensor]) -> None:
+        """Write per-key α gradients into the group parameters' ``.grad``."""
+        for param in self.mixing.alpha.values():
+            param.grad = torch.zeros_like(param)
+        for key, grad in grads.items():
+            g, r, w = self.mixing.rows[key]
+            self.mixing.alpha[g].grad[r, :w] += grad.detach()
+
+    def _mix_step(self, x: Tensor, y: Tensor) -> Tensor:
+        rows = self.alpha_rows()
+        probs = {k: F.softmax(a, -1) for k, a in rows.items()}
+        with self.mixing.using(probs):
+            ce = self.loss_fn(self(x), y)
+        params = list(self.mixing.alpha.values())
+        grads = torch.autograd.grad(self.add_latency_loss(ce, probs), params, allow_unused=True)
+        for a, grad in zip(params, grads, strict=True):
+            a.grad = torch.zeros_like(a) if grad is None else grad.detach()
         return ce.detach()
 
-    def _binary_step(self, x: Tensor, y: Tensor, alphas: list[Tensor]) -> Tensor:
+    def _binary_step(self, x: Tensor, y: Tensor) -> Tensor:
         two = self.binary_mode == "two"
-        flat = torch.cat([a.detach() for a in alphas]).float().cpu()  # one device sync
-        plans, involved = [], []
-        for a, logits in zip(alphas, flat.split([a.numel() for a in alphas]), strict=True):
-            active, inv = G.sample_paths(F.softmax(logits, -1), two, self.generator)
-            gates = torch.zeros_like(a.detach())
+        rows = self.alpha_rows()
+        plans, involved = {}, {}
+        probs = self.mixing.probs()
+        flat = torch.cat([p.float() for p in probs.values()]).cpu()  # one host transfer
+        for key, p in zip(probs, flat.split([len(p) for p in probs.values()]), strict=True):
+            active, inv = G.sample_paths(p, two, self.generator)
+            gates = torch.zeros_like(rows[key].detach())
             gates[active] = 1.0
-            plans.append(
-                GatePlan(gates.requires_grad_(), active, tuple(j for j in inv if j != active))
-            )
-            involved.append(inv)
+            others = tuple(j for j in inv if j != active)
+            plans[key] = GatePlan(gates.requires_grad_(), active, others)
+            involved[key] = inv
         self.last_involved = involved
-        ce = self.loss_fn(self.space(x, plans), y)
+        with self.mixing.using(plans):
+            ce = self.loss_fn(self(x), y)
         if two:
-            probs = [G.restricted_softmax(a, inv) for a, inv in zip(alphas, involved, strict=True)]
+            probs = {k: G.restricted_softmax(a, involved[k]) for k, a in rows.items()}
         else:
-            probs = [F.softmax(a, -1) for a in alphas]
+            probs = {k: F.softmax(a, -1) for k, a in rows.items()}
         loss = self.add_latency_loss(ce, probs)
-        grads = torch.autograd.grad(loss, [p.gates for p in plans] + alphas, allow_unused=True)
-        gate_grads, direct_grads = grads[: len(alphas)], grads[len(alphas) :]
-        for a, plan, gg, direct, inv in zip(
-            alphas, plans, gate_grads, direct_grads, involved, strict=True
-        ):
-            gg = torch.zeros_like(plan.gates) if gg is None else gg
-            grad = G.binaryconnect_grad(gg, a, inv)
-            a.grad = grad if direct is None else grad + direct.detach()
+        params = list(self.mixing.alpha.values())
+        keys = list(plans)
+        grads = torch.autograd.grad(
+            loss, [plans[k].gates for k in keys] + params, allow_unused=True
+        )
+        gate_grads, direct = grads[: len(keys)], grads[len(keys) :]
+        self._set_grads(
+            {
+                k: G.binaryconnect_grad(
+                    torch.zeros_like(plans[k].gates) if gg is None else gg, rows[k], involved[k]
+                )
+                for k, gg in zip(keys, gate_grads, strict=True)
+            }
+        )
+        for a, d in zip(params, direct, strict=True):  # the latency term's direct gradient
+            if d is not None:
+                a.grad += d.detach()
         if two:  # the rescale runs in on_arch_step_end, after the optimiser step
-            self._rescale = [
-                (a, inv, a.detach().clone()) for a, inv in zip(alphas, involved, strict=True)
-            ]
+            self._rescale = [(rows[k], involved[k], rows[k].detach().clone()) for k in keys]
         return ce.detach()
 
-    def _reinforce_step(self, x: Tensor, y: Tensor, alphas: list[Tensor]) -> Tensor:
-        choice = R.sample_architecture(alphas, self.generator)
-        with torch.no_grad():
-            logits = self.space(x, choice)
+    def _reinforce_step(self, x: Tensor, y: Tensor) -> Tensor:
+        choice = self.mixing.sample()
+        with torch.no_grad(), self.mixing.using(choice):
+            logits = self(x)
             ce = self.loss_fn(logits, y)
             reward = float((logits.argmax(-1) == y).float().mean())
         lut = self.latency_tables()
         if lut is not None:
-            lat = lut[1] + sum(float(t[c]) for t, c in zip(lut[0], choice, strict=True))
+            lat = lut[1] + sum(float(lut[0][k][c]) for k, c in choice.items())
             reward = R.latency_reward(reward, lat, self.target_ms, self.reward_exponent)
         advantage, baseline = R.update_baseline(
             float(self.reward_baseline), reward, self.baseline_decay
         )
         self.reward_baseline.fill_(baseline)
-        for a, g in zip(alphas, R.reinforce_grads(alphas, choice, advantage), strict=True):
-            a.grad = g
+        rows = self.alpha_rows()
+        self._set_grads({k: -advantage * R.log_prob_grad(rows[k], c) for k, c in choice.items()})
         self.log("arch/reward", reward, on_step=False, on_epoch=True)
         return ce
 
@@ -219,32 +240,11 @@ class ProxylessSearch(BilevelSearch):
             G.rescale_pair(a, old, inv)
         self._rescale = []
 
-    def weight_step(self, train: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        """Binary mode: one path per block sampled from p; only its weights get gradients."""
-        x, y = train
-        alphas = self.space.arch_parameters()
-        with frozen(alphas):
-            if self.mode == "binary":
-                plan = self.last_choice = R.sample_architecture(alphas, self.generator)
-            else:
-                plan = self.eval_plan()
-            logits = self.space(x, plan)
-            loss = self.loss_fn(logits, y)
-            self.manual_backward(loss)
-        return loss, logits
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        x, y = batch
-        logits = self(x)
-        self.val_acc(logits, y)
-        self.log("val/loss", self.loss_fn(logits, y), prog_bar=True)
-        self.log("val/acc", self.val_acc, prog_bar=True)
-
-    def on_train_epoch_end(self) -> None:
-        super().on_train_epoch_end()
-        self.log("arch/zero_blocks", float(self.space.export().ops().count("zero")))
+    def diagnostics(self) -> dict[str, float]:
+        out = {"arch/zero_blocks": float(sum(G.is_zero_name(n) for n in self.export().ops()))}
         if self.current_epoch < self.warmup_epochs and self.latency is not None:
-            self.log("arch/expected_latency_ms", self.expected_latency_ms())
+            out["arch/expected_latency_ms"] = self.expected_latency_ms()
+        return out
 
 
 __all__ = ["BINARY_MODES", "ESTIMATORS", "LATENCY_LOSSES", "MODES", "ProxylessSearch"]

@@ -9,8 +9,10 @@ from nas_lightning.latency.base import (
     CalibratedLatency,
     Calibration,
     LatencyModel,
+    LatencyTables,
     expected_latency,
     fit_calibration,
+    latency_tables,
     network_latency_ms,
 )
 from nas_lightning.latency.check import (
@@ -39,6 +41,7 @@ __all__ = [
     "LatencyLUT",
     "LatencyModel",
     "LatencyPredictor",
+    "LatencyTables",
     "MissingLatencyError",
     "OpCost",
     "Timing",
@@ -48,6 +51,7 @@ __all__ = [
     "expected_latency",
     "features",
     "fit_calibration",
+    "latency_tables",
     "measure_architectures",
     "measurement_meta",
     "network_latency_ms",

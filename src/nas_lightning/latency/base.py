@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from nas_lightning.ops.mbconv import OpDesc
+from nas_lightning.ops.desc import OpDesc
+from nas_lightning.ops.registry import is_zero
 
 
 @runtime_checkable
@@ -50,7 +51,7 @@ class CalibratedLatency:
         raise NotImplementedError
 
     def op_latency_ms(self, desc: OpDesc) -> float:
-        if desc.op == "zero":
+        if is_zero(desc):
             return 0.0
         c = self.calibration
         return c.scale * self.raw_ms(desc) + c.op_overhead_ms
@@ -96,18 +97,36 @@ def network_latency_ms(model: LatencyModel, descs: Iterable[OpDesc]) -> float:
     return sum(model.op_latency_ms(d) for d in descs) + float(getattr(model, "offset_ms", 0.0))
 
 
-def expected_latency(
-    model: LatencyModel, candidates: Sequence[OpDesc], probs: torch.Tensor
-) -> torch.Tensor:
-    """E[latency] of one block, ``Σ_i p_i · F(o_i)``: differentiable in ``probs``."""
-    if probs.shape[-1] != len(candidates):
-        raise ValueError(
-            f"probs has {probs.shape[-1]} entries but the block has {len(candidates)} candidates"
-        )
-    lat = torch.tensor(
-        [model.op_latency_ms(d) for d in candidates], dtype=probs.dtype, device=probs.device
-    )
-    return (probs * lat).sum(-1)
+LatencyTables = tuple[dict[str, torch.Tensor], float]
+
+
+def latency_tables(
+    model: LatencyModel,
+    specs: Mapping[str, Sequence[Sequence[OpDesc]]],
+    fixed_specs: Iterable[OpDesc],
+    dtype: torch.dtype = torch.float32,
+    device: Any = None,
+) -> LatencyTables:
+    """Per decision key, the ms of choosing each candidate, summed over every choice point
+    sharing the key (``specs``: key → instances → candidates, as ``space.latency_specs()``), and
+    the ms of the fixed ops plus the model's per-network offset."""
+    tables = {}
+    for key, instances in specs.items():
+        ms = [[float(model.op_latency_ms(d)) for d in inst] for inst in instances]
+        tables[key] = torch.tensor(ms, dtype=dtype, device=device).sum(0)
+    fixed = network_latency_ms(model, fixed_specs)
+    return tables, fixed
+
+
+def expected_latency(probs: Mapping[str, torch.Tensor], tables: LatencyTables) -> torch.Tensor:
+    """``E[lat] = fixed + Σ_key Σ_j p_key,j · F_key,j`` (ms), differentiable in ``probs``
+    (Cai et al. 2019, eq. 6: the expectation is linear, so the per-key tables suffice)."""
+    per_key, fixed = tables
+    missing = sorted(set(per_key) - set(probs))
+    if missing:
+        raise ValueError(f"no probabilities for decisions {missing[:5]}")
+    terms = [(probs[k] * t.to(probs[k])).sum() for k, t in per_key.items()]
+    return torch.stack(terms).sum() + fixed
 
 
 CALIBRATION_TERMS = ("scale", "offset", "overhead")

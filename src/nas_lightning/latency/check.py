@@ -28,6 +28,7 @@ from nas_lightning.latency.lut import LatencyLUT
 from nas_lightning.latency.predictor import LatencyPredictor
 from nas_lightning.latency.sampling import LatencySpace, architecture_ops, sample_choices
 from nas_lightning.latency.timing import Timing, time_modules
+from nas_lightning.ops import is_zero
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def predicted_latency(
     """Per-op sum (plus offset) for each architecture; ``raw`` skips the model's calibration."""
     if raw and isinstance(model, CalibratedLatency):
         return [
-            sum(model.raw_ms(d) for d in architecture_ops(space, c) if d.op != "zero")
+            sum(model.raw_ms(d) for d in architecture_ops(space, c) if not is_zero(d))
             for c in choices
         ]
     return [network_latency_ms(model, architecture_ops(space, c)) for c in choices]
@@ -65,7 +66,7 @@ def calibrate(
 ) -> Calibration:
     """Fit ``model``'s calibration ``terms`` (see ``fit_calibration``) to measured networks."""
     raw = predicted_latency(model, space, choices, raw=True)
-    counts = [sum(d.op != "zero" for d in architecture_ops(space, c)) for c in choices]
+    counts = [sum(not is_zero(d) for d in architecture_ops(space, c)) for c in choices]
     return fit_calibration(raw, counts, measured_ms, terms)
 
 

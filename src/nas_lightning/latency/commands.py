@@ -27,7 +27,7 @@ from nas_lightning.latency.sampling import (
     training_ops,
 )
 from nas_lightning.latency.timing import Timing, measurement_meta, time_modules
-from nas_lightning.ops.mbconv import OpDesc
+from nas_lightning.ops import OpDesc, is_zero
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def _measure(
 ) -> tuple[dict[str, Timing], list[float]]:
     """Time the non-zero ``ops`` in isolation and the ``choices`` networks end to end, in the
     same round-robin passes so that load from other processes hits both alike."""
-    measured = [d for d in {d.key(): d for d in ops}.values() if d.op != "zero"]
+    measured = [d for d in {d.key(): d for d in ops}.values() if not is_zero(d)]
     nets = [(space.single_path(c), (batch_size, *input_shape)) for c in choices]
     timings = time_modules([op_item(d, batch_size) for d in measured] + nets, **timing)
     by_key = {d.key(): t for d, t in zip(measured, timings, strict=False)}

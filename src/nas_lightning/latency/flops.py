@@ -1,74 +1,15 @@
-"""Analytic cost of one op (MACs, parameters, activation traffic) and the FLOPs latency proxy.
+"""The FLOPs latency proxy. The analytic cost of every op (MACs, parameters, activation
+traffic) comes from its op-registry entry (:func:`nas_lightning.ops.op_cost`).
 
 Conventions: a MAC is one multiply-accumulate of a convolution or linear layer; FLOPs are
-2 × MACs. Batch norm, activations, pooling and residual adds are not counted in MACs (the
-usual convention: BN folds into the conv at inference), but pooling and every produced tensor
-do count in ``activations`` — the memory-traffic term that makes depthwise convolutions slower
-than their MACs suggest, used as a predictor feature.
+2 × MACs (see :class:`~nas_lightning.ops.OpCost`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from typing import Any
 
-from nas_lightning.ops.mbconv import OpDesc
-
-OP_TYPES = ("mbconv", "zero", "conv", "pool_linear")
-
-
-@dataclass(frozen=True)
-class OpCost:
-    """Per-sample (batch 1) cost of one op, split by kind of work."""
-
-    dense_macs: int  # 1×1 / full convolutions and linear layers
-    depthwise_macs: int  # depthwise k×k convolutions
-    params: int
-    activations: int  # elements read (input) + written (every produced tensor)
-    layers: int  # kernels launched (conv/linear/pool), a per-call overhead proxy
-
-    @property
-    def macs(self) -> int:
-        return self.dense_macs + self.depthwise_macs
-
-    def to_dict(self) -> dict[str, int]:
-        return {**asdict(self), "macs": self.macs}
-
-
-def _area(size: tuple[int, int]) -> int:
-    return int(size[0]) * int(size[1])
-
-
-def op_cost(desc: OpDesc) -> OpCost:
-    """MACs/params/activations of ``desc`` at its input and output feature-map sizes."""
-    c_in, c_out, k = desc.in_channels, desc.out_channels, desc.kernel
-    a_in, a_out = _area(desc.in_size), _area(desc.out_size)
-    if desc.op == "zero":
-        return OpCost(0, 0, 0, 0, 0)
-    if desc.op == "conv":  # conv (no bias) → BN → ReLU6
-        return OpCost(
-            a_out * c_in * c_out * k * k,
-            0,
-            c_in * c_out * k * k + 2 * c_out,
-            c_in * a_in + c_out * a_out,
-            1,
-        )
-    if desc.op == "pool_linear":  # global average pool → linear (with bias)
-        return OpCost(c_in * c_out, 0, c_in * c_out + c_out, c_in * a_in + c_in + c_out, 2)
-    if desc.op == "mbconv":
-        hidden = c_in * desc.expand
-        expand_macs = a_in * c_in * hidden if desc.expand != 1 else 0
-        expand_params = c_in * hidden + 2 * hidden if desc.expand != 1 else 0
-        return OpCost(
-            dense_macs=expand_macs + a_out * hidden * c_out,
-            depthwise_macs=a_out * hidden * k * k,
-            params=expand_params + hidden * k * k + 2 * hidden + hidden * c_out + 2 * c_out,
-            activations=c_in * a_in
-            + (hidden * a_in if desc.expand != 1 else 0)
-            + hidden * a_out
-            + c_out * a_out,
-            layers=3 if desc.expand != 1 else 2,
-        )
-    raise ValueError(f"unknown op type {desc.op!r}; valid: {', '.join(OP_TYPES)}")
+from nas_lightning.ops import OpCost, OpDesc, op_cost
 
 
 def op_macs(desc: OpDesc) -> int:
@@ -92,8 +33,18 @@ class FlopsLatency:
         self.ms_per_mflop = float(ms_per_mflop)
         self.batch_size = batch_size
 
+    def spec(self) -> dict[str, Any]:
+        return {
+            "_target_": "nas_lightning.latency.FlopsLatency",
+            "ms_per_mflop": self.ms_per_mflop,
+            "batch_size": self.batch_size,
+        }
+
     def op_latency_ms(self, desc: OpDesc) -> float:
         return 2.0 * op_macs(desc) / 1e6 * self.ms_per_mflop * self.batch_size
 
     def __repr__(self) -> str:
         return f"FlopsLatency(ms_per_mflop={self.ms_per_mflop}, batch_size={self.batch_size})"
+
+
+__all__ = ["FlopsLatency", "OpCost", "op_cost", "op_macs"]

@@ -22,7 +22,7 @@ from nas_lightning.latency.base import (
     read_measurement_file,
 )
 from nas_lightning.latency.timing import Timing, input_shape_of, time_modules
-from nas_lightning.ops.mbconv import OpDesc, module_from_desc
+from nas_lightning.ops import OpDesc, is_zero, module_from_desc
 
 FORMAT = "nas_lightning.latency_lut/1"
 REBUILD = "python -m nas_lightning.latency profile <the search's overrides> device=<device> out="
@@ -35,7 +35,7 @@ class MissingLatencyError(LookupError):
 def op_item(desc: OpDesc, batch_size: int = 1) -> tuple[nn.Module, tuple[int, ...]]:
     """The standalone module of ``desc`` and its input shape, ready for ``time_modules``."""
     return (
-        module_from_desc(desc, num_classes=desc.out_channels),
+        module_from_desc(desc),
         input_shape_of(desc.in_channels, desc.in_size, batch_size),
     )
 
@@ -45,9 +45,9 @@ def lut_entries(ops: Iterable[OpDesc], timings: dict[str, Timing]) -> dict[str, 
     zero = {"median_ms": 0.0, "p10_ms": 0.0, "p90_ms": 0.0, "repeats": 0, "number": 0}
     entries = {}
     for d in ops:
-        if d.op != "zero" and d.key() not in timings:
+        if not is_zero(d) and d.key() not in timings:
             raise ValueError(f"no timing for op {d.key()}")
-        stats = timings[d.key()].to_dict() if d.op != "zero" else zero
+        stats = timings[d.key()].to_dict() if not is_zero(d) else zero
         entries[d.key()] = {**stats, "desc": d.to_dict()}
     return entries
 
@@ -56,7 +56,7 @@ def profile_ops(ops: Iterable[OpDesc], batch_size: int = 1, **timing: Any) -> di
     """Time every distinct op in isolation (``timing`` → ``time_modules``: device, warmup,
     repeats, rounds, threads, channels_last) and return the table entries."""
     unique = list({d.key(): d for d in ops}.values())
-    measured = [d for d in unique if d.op != "zero"]
+    measured = [d for d in unique if not is_zero(d)]
     timings = time_modules([op_item(d, batch_size) for d in measured], **timing)
     return lut_entries(unique, {d.key(): t for d, t in zip(measured, timings, strict=True)})
 
@@ -109,6 +109,12 @@ class LatencyLUT(CalibratedLatency):
         )
         return lut
 
+    def spec(self) -> dict[str, Any] | None:
+        """How to load this table again (``None`` for a table that was never saved)."""
+        if self.path is None:
+            return None
+        return {"_target_": "nas_lightning.latency.LatencyLUT.load", "path": self.path}
+
     def save(self, path: str | Path) -> None:
         data = {
             "format": FORMAT,
@@ -121,7 +127,7 @@ class LatencyLUT(CalibratedLatency):
 
     def missing(self, ops: Iterable[OpDesc]) -> list[str]:
         """Keys of ``ops`` (zero excluded) that the table lacks."""
-        return sorted({d.key() for d in ops if d.op != "zero" and d.key() not in self.entries})
+        return sorted({d.key() for d in ops if not is_zero(d) and d.key() not in self.entries})
 
     def require(self, ops: Iterable[OpDesc]) -> None:
         """Refuse up front a table that lacks any of ``ops`` (all missing keys named)."""

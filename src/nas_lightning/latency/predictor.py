@@ -32,15 +32,12 @@ from nas_lightning.latency.base import (
     check_measured_with,
     read_measurement_file,
 )
-from nas_lightning.latency.flops import op_cost
 from nas_lightning.latency.timing import num_threads
-from nas_lightning.ops.mbconv import OpDesc
+from nas_lightning.ops import OpDesc, op_cost
 
-FORMAT = "nas_lightning.latency_predictor/1"
+FORMAT = "nas_lightning.latency_predictor/2"
 MODELS = ("ridge", "mlp")
-OP_ONEHOT = ("mbconv", "conv", "pool_linear")
-FEATURES = (
-    *(f"is_{o}" for o in OP_ONEHOT),
+NUMERIC = (
     "log_in_channels",
     "log_out_channels",
     "log_in_area",
@@ -56,16 +53,21 @@ FEATURES = (
 )
 
 
-def features(desc: OpDesc) -> list[float]:
-    """The feature vector of a non-zero op (names in :data:`FEATURES`)."""
-    if desc.op not in OP_ONEHOT:
+def feature_names(op_types: Sequence[str]) -> list[str]:
+    """One-hot op type (the types a predictor was trained on) + numeric features."""
+    return [f"is_{o}" for o in op_types] + list(NUMERIC)
+
+
+def features(desc: OpDesc, op_types: Sequence[str]) -> list[float]:
+    """The feature vector of a non-zero op whose type is one of ``op_types``."""
+    if desc.op not in op_types:
         raise ValueError(
-            f"no latency features for op {desc.op!r}; valid: {OP_ONEHOT} "
-            f"('zero' is 0 ms by definition)"
+            f"no latency features for op {desc.op!r}: the predictor was trained on "
+            f"{list(op_types)} ('zero' ops are 0 ms by definition); refit it on this space"
         )
     c = op_cost(desc)
     log = math.log1p
-    return [float(desc.op == o) for o in OP_ONEHOT] + [
+    return [float(desc.op == o) for o in op_types] + [
         log(desc.in_channels),
         log(desc.out_channels),
         log(desc.in_size[0] * desc.in_size[1]),
@@ -126,10 +128,12 @@ class LatencyPredictor(CalibratedLatency):
         meta: dict[str, Any] | None = None,
         calibration: Calibration | None = None,
         path: str | None = None,
+        op_types: Sequence[str] = ("mbconv", "conv", "pool_linear"),
     ) -> None:
         if model not in MODELS:
             raise ValueError(f"unknown predictor model {model!r}; valid: {MODELS}")
         self.model, self.weights, self.path = model, weights, path
+        self.op_types = list(op_types)
         self.x_mean = torch.tensor(x_mean, dtype=torch.float64)
         self.x_std = torch.tensor(x_std, dtype=torch.float64)
         self.meta = dict(meta or {})
@@ -164,14 +168,16 @@ class LatencyPredictor(CalibratedLatency):
         y = torch.tensor(latencies_ms, dtype=torch.float64)
         if (y <= 0).any():
             raise ValueError(f"latencies must be > 0 ms, got min {float(y.min())}")
-        x = torch.tensor([features(d) for d in ops], dtype=torch.float64)
+        op_types = sorted({d.op for d in ops})
+        x = torch.tensor([features(d, op_types) for d in ops], dtype=torch.float64)
         mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
         weights = _fit_weights((x - mean) / std, y.log(), model, alpha, hidden, steps, seed)
-        return cls(model, weights, mean.tolist(), std.tolist(), meta)
+        return cls(model, weights, mean.tolist(), std.tolist(), meta, op_types=op_types)
 
     def predict_ms(self, ops: Sequence[OpDesc]) -> torch.Tensor:
         """Uncalibrated predictions for non-zero ``ops`` (ms, float64)."""
-        x = torch.tensor([features(d) for d in ops], dtype=torch.float64) - self.x_mean
+        x = torch.tensor([features(d, self.op_types) for d in ops], dtype=torch.float64)
+        x = x - self.x_mean
         x = x / self.x_std
         if self.model == "ridge":
             w = torch.tensor(self.weights["coef"], dtype=torch.float64)
@@ -191,13 +197,20 @@ class LatencyPredictor(CalibratedLatency):
         return {
             "format": FORMAT,
             "model": self.model,
-            "features": list(FEATURES),
+            "op_types": self.op_types,
+            "features": feature_names(self.op_types),
             "x_mean": self.x_mean.tolist(),
             "x_std": self.x_std.tolist(),
             "weights": self.weights,
             "meta": self.meta,
             "calibration": self.calibration.to_dict(),
         }
+
+    def spec(self) -> dict[str, Any] | None:
+        """How to load this predictor again (``None`` for one that was never saved)."""
+        if self.path is None:
+            return None
+        return {"_target_": "nas_lightning.latency.LatencyPredictor.load", "path": self.path}
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict()) + "\n")
@@ -220,7 +233,12 @@ class LatencyPredictor(CalibratedLatency):
             "latency predictor",
             f"train it with: python -m nas_lightning.latency fit <the search's overrides> out={p}",
         )
-        if d.get("format") != FORMAT or d.get("features") != list(FEATURES):
+        op_types = d.get("op_types") if isinstance(d, dict) else None
+        if (
+            d.get("format") != FORMAT
+            or not isinstance(op_types, list)
+            or d.get("features") != feature_names(op_types)
+        ):
             raise ValueError(
                 f"{str(p)!r} is not a latency predictor of this version (format "
                 f"{d.get('format')!r}, expected {FORMAT!r}); refit it"
@@ -233,6 +251,7 @@ class LatencyPredictor(CalibratedLatency):
             d.get("meta"),
             Calibration.from_dict(d.get("calibration")),
             str(p),
+            op_types=op_types,
         )
         check_measured_with(
             predictor.meta,

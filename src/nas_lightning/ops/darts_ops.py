@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas_lightning.ops.depthwise import DepthwiseConv2d, depthwise_same
+from nas_lightning.ops.desc import NO_COST, OpCost, OpDesc, area, dense_conv_cost, depthwise_cost
 from nas_lightning.ops.registry import register_op
 
 
@@ -136,43 +137,75 @@ class Zero(nn.Module):
         return torch.zeros_like(x[:, :, :: self.stride, :: self.stride])
 
 
-@register_op("none")
-def _none(C: int, stride: int, affine: bool, preact: bool) -> nn.Module:
-    return Zero(stride)
+# ---------------------------------------------------------------- costs (for latency models)
+def _sep_cost(k: int):
+    def cost(d: OpDesc) -> OpCost:
+        C, a, b = d.in_channels, d.in_size, d.out_size
+        half = depthwise_cost(C, k, a, b) + dense_conv_cost(C, C, 1, b, b)
+        return half + depthwise_cost(C, k, b, b) + dense_conv_cost(C, C, 1, b, b)
+
+    return cost
 
 
-@register_op("max_pool_3x3")
-def _max_pool(C: int, stride: int, affine: bool, preact: bool) -> nn.Module:
-    return _pool(nn.MaxPool2d(3, stride=stride, padding=1), C, affine)
+def _dil_cost(k: int):
+    def cost(d: OpDesc) -> OpCost:
+        C, a, b = d.in_channels, d.in_size, d.out_size
+        return depthwise_cost(C, k, a, b) + dense_conv_cost(C, C, 1, b, b)
+
+    return cost
 
 
-@register_op("avg_pool_3x3")
-def _avg_pool(C: int, stride: int, affine: bool, preact: bool) -> nn.Module:
-    return _pool(nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False), C, affine)
+def _pool_cost(d: OpDesc) -> OpCost:
+    C = d.in_channels
+    return OpCost(0, 0, 0, C * area(d.in_size) + C * area(d.out_size), 1)
 
 
-@register_op("skip_connect")
-def _skip(C: int, stride: int, affine: bool, preact: bool) -> nn.Module:
-    if stride == 1:
+def _skip_cost(d: OpDesc) -> OpCost:
+    if d.stride == 1:
+        return NO_COST
+    C, b = d.in_channels, d.out_size  # FactorizedReduce: two strided 1x1 convs to C/2 each
+    return OpCost(area(b) * C * C, 0, C * C + 2 * C, C * area(d.in_size) + C * area(b), 2)
+
+
+# ---------------------------------------------------------------- the registered ops
+@register_op("none", zero=True)
+def _none(d: OpDesc, affine: bool, preact: bool) -> nn.Module:
+    return Zero(d.stride)
+
+
+@register_op("max_pool_3x3", cost=_pool_cost, kernel=3)
+def _max_pool(d: OpDesc, affine: bool, preact: bool) -> nn.Module:
+    return _pool(nn.MaxPool2d(3, stride=d.stride, padding=1), d.in_channels, affine)
+
+
+@register_op("avg_pool_3x3", cost=_pool_cost, kernel=3)
+def _avg_pool(d: OpDesc, affine: bool, preact: bool) -> nn.Module:
+    pool = nn.AvgPool2d(3, stride=d.stride, padding=1, count_include_pad=False)
+    return _pool(pool, d.in_channels, affine)
+
+
+@register_op("skip_connect", cost=_skip_cost)
+def _skip(d: OpDesc, affine: bool, preact: bool) -> nn.Module:
+    if d.stride == 1:
         return _Op(nn.Identity(), shareable=True)
-    return FactorizedReduce(C, C, affine=affine, preact=preact)
+    return FactorizedReduce(d.in_channels, d.in_channels, affine=affine, preact=preact)
 
 
-@register_op("sep_conv_3x3")
-def _sep3(C: int, stride: int, affine: bool, preact: bool) -> nn.Module:
-    return sep_conv(C, 3, stride, affine, preact)
+@register_op("sep_conv_3x3", cost=_sep_cost(3), kernel=3)
+def _sep3(d: OpDesc, affine: bool, preact: bool) -> nn.Module:
+    return sep_conv(d.in_channels, 3, d.stride, affine, preact)
 
 
-@register_op("sep_conv_5x5")
-def _sep5(C: int, stride: int, affine: bool, preact: bool) -> nn.Module:
-    return sep_conv(C, 5, stride, affine, preact)
+@register_op("sep_conv_5x5", cost=_sep_cost(5), kernel=5)
+def _sep5(d: OpDesc, affine: bool, preact: bool) -> nn.Module:
+    return sep_conv(d.in_channels, 5, d.stride, affine, preact)
 
 
-@register_op("dil_conv_3x3")
-def _dil3(C: int, stride: int, affine: bool, preact: bool) -> nn.Module:
-    return dil_conv(C, 3, stride, affine, preact)
+@register_op("dil_conv_3x3", cost=_dil_cost(3), kernel=3)
+def _dil3(d: OpDesc, affine: bool, preact: bool) -> nn.Module:
+    return dil_conv(d.in_channels, 3, d.stride, affine, preact)
 
 
-@register_op("dil_conv_5x5")
-def _dil5(C: int, stride: int, affine: bool, preact: bool) -> nn.Module:
-    return dil_conv(C, 5, stride, affine, preact)
+@register_op("dil_conv_5x5", cost=_dil_cost(5), kernel=5)
+def _dil5(d: OpDesc, affine: bool, preact: bool) -> nn.Module:
+    return dil_conv(d.in_channels, 5, d.stride, affine, preact)

@@ -1,52 +1,14 @@
-"""MobileNetV2 inverted-residual blocks (MBConv) and the op descriptions latency models use.
-
-An :class:`OpDesc` is the hardware-relevant identity of one op instance: op type, input and
-output feature-map shape, kernel, stride and expansion ratio. Latency lookup tables are keyed
-by it and latency predictors use its fields as features, so it lives beside the ops it
-describes (knowing nothing about spaces or algorithms).
-"""
+"""MobileNetV2 inverted-residual blocks (MBConv) and the fixed layers of block spaces, registered
+as ops: ``mbconv`` (block candidate, named ``mbconv_k{kernel}_e{expand}``), ``zero`` (skip the
+block), ``conv`` (conv-BN-ReLU6) and ``pool_linear`` (global pool + classifier)."""
 
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
-MBCONV_CHOICES = [(k, e) for k in (3, 5, 7) for e in (3, 6)]  # (kernel, expand)
-
-
-@dataclass(frozen=True)
-class OpDesc:
-    """One op instance. ``op`` is ``mbconv``, ``zero`` (skip the block), ``conv`` (conv-BN-ReLU6),
-    ``pool_linear`` (global pool + classifier). ``expand`` is 1 for non-MBConv ops."""
-
-    op: str
-    in_channels: int
-    out_channels: int
-    in_size: tuple[int, int]
-    out_size: tuple[int, int]
-    kernel: int = 1
-    stride: int = 1
-    expand: int = 1
-
-    def key(self) -> str:
-        """Stable string key for lookup tables."""
-        return (
-            f"{self.op}:in{self.in_channels}x{self.in_size[0]}x{self.in_size[1]}"
-            f":out{self.out_channels}x{self.out_size[0]}x{self.out_size[1]}"
-            f":k{self.kernel}:s{self.stride}:e{self.expand}"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["in_size"], d["out_size"] = list(self.in_size), list(self.out_size)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> OpDesc:
-        return cls(**{**d, "in_size": tuple(d["in_size"]), "out_size": tuple(d["out_size"])})
+from nas_lightning.ops.desc import NO_COST, OpCost, OpDesc, area
+from nas_lightning.ops.registry import register_op
 
 
 def conv_bn_act(C_in: int, C_out: int, kernel: int, stride: int, groups: int = 1) -> nn.Sequential:
@@ -89,16 +51,56 @@ class ZeroBlock(nn.Module):
         return torch.zeros_like(x)
 
 
-def module_from_desc(desc: OpDesc, num_classes: int = 10) -> nn.Module:
-    """A standalone module for one op description (used to profile it on real hardware)."""
-    if desc.op == "mbconv":
-        return MBConv(desc.in_channels, desc.out_channels, desc.kernel, desc.stride, desc.expand)
-    if desc.op == "zero":
-        return ZeroBlock()
-    if desc.op == "conv":
-        return conv_bn_act(desc.in_channels, desc.out_channels, desc.kernel, desc.stride)
-    if desc.op == "pool_linear":
-        return nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(desc.in_channels, desc.out_channels)
-        )
-    raise ValueError(f"unknown op type {desc.op!r}; valid: mbconv, zero, conv, pool_linear")
+def _mbconv_cost(d: OpDesc) -> OpCost:
+    c_in, c_out, k, e = d.in_channels, d.out_channels, d.kernel, d.expand
+    a_in, a_out = area(d.in_size), area(d.out_size)
+    hidden = c_in * e
+    expand_macs = a_in * c_in * hidden if e != 1 else 0
+    expand_params = c_in * hidden + 2 * hidden if e != 1 else 0
+    return OpCost(
+        dense_macs=expand_macs + a_out * hidden * c_out,
+        depthwise_macs=a_out * hidden * k * k,
+        params=expand_params + hidden * k * k + 2 * hidden + hidden * c_out + 2 * c_out,
+        activations=c_in * a_in + (hidden * a_in if e != 1 else 0) + hidden * a_out + c_out * a_out,
+        layers=3 if e != 1 else 2,
+    )
+
+
+def _conv_cost(d: OpDesc) -> OpCost:  # conv (no bias) → BN → ReLU6
+    c_in, c_out, k = d.in_channels, d.out_channels, d.kernel
+    return OpCost(
+        area(d.out_size) * c_in * c_out * k * k,
+        0,
+        c_in * c_out * k * k + 2 * c_out,
+        c_in * area(d.in_size) + c_out * area(d.out_size),
+        1,
+    )
+
+
+def _pool_linear_cost(d: OpDesc) -> OpCost:  # global average pool → linear (with bias)
+    c_in, c_out = d.in_channels, d.out_channels
+    return OpCost(c_in * c_out, 0, c_in * c_out + c_out, c_in * area(d.in_size) + c_in + c_out, 2)
+
+
+@register_op(
+    "mbconv", cost=_mbconv_cost, label=lambda d: f"mbconv_k{d.kernel}_e{d.expand}", roles=["block"]
+)
+def _mbconv(d: OpDesc, affine: bool, preact: bool) -> nn.Module:
+    return MBConv(d.in_channels, d.out_channels, d.kernel, d.stride, d.expand)
+
+
+@register_op("zero", cost=lambda d: NO_COST, roles=["block"], zero=True)
+def _zero(d: OpDesc, affine: bool, preact: bool) -> nn.Module:
+    return ZeroBlock()
+
+
+@register_op("conv", cost=_conv_cost, roles=["fixed"])
+def _conv(d: OpDesc, affine: bool, preact: bool) -> nn.Module:
+    return conv_bn_act(d.in_channels, d.out_channels, d.kernel, d.stride)
+
+
+@register_op("pool_linear", cost=_pool_linear_cost, roles=["fixed"])
+def _pool_linear(d: OpDesc, affine: bool, preact: bool) -> nn.Module:
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(d.in_channels, d.out_channels)
+    )

@@ -1,24 +1,41 @@
-"""One DARTS search cell: a DAG of ``nodes`` hidden states over mixed-op edges."""
+"""One DARTS search cell: a DAG of ``nodes`` hidden states over mixed-op edges.
+
+The cell declares its edges as :class:`OpChoice` points keyed ``<group>_e<edge>`` (so every
+cell of one type shares one α row per edge), grouped by source state in :class:`ChoiceGroup`s,
+and its nodes as :class:`InputChoice` points. Weightless candidates (identity, pool + BN) live
+once per source state; a candidate with weights is built without its leading ReLU, which the
+group applies once per state.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nas_lightning.ops import ZERO, FactorizedReduce, build_op, relu_conv_bn
+from nas_lightning.spaces.choices import ChoiceGroup, InputChoice, OpChoice
 
-Weights = torch.Tensor | list[list[float]]
+
+def edge_index(node: int, inp: int) -> int:
+    """Row of edge ``inp → node`` (node 0 is hidden state 2); edges are ordered node by node."""
+    return sum(i + 2 for i in range(node)) + inp
+
+
+def edge_label(node: int, inp: int) -> str:
+    return f"{inp}→{node + 2}"
+
+
+def _build(affine: bool, stride: int):
+    def builder(name: str, channels: int) -> nn.Module:
+        return build_op(name, channels, stride, affine=affine, preact=True)
+
+    return builder
 
 
 class SearchCell(nn.Module):
-    """Node ``i`` sums, over its inputs ``j < i + 2``, the softmax-weighted candidate ops.
-
-    Edges are ordered node by node (rows of α). Weightless ops (identity, pool + BN) live in
-    ``shared`` once per input state and stride; ops with weights live per edge in ``edges``.
-    """
+    """Node ``i`` sums, over its inputs ``j < i + 2``, the mixed candidate ops on edge ``j → i``."""
 
     def __init__(
         self,
@@ -29,69 +46,77 @@ class SearchCell(nn.Module):
         C: int,
         reduction: bool,
         reduction_prev: bool,
+        k: int = 2,
     ):
         super().__init__()
-        self.reduction, self.nodes = reduction, nodes
+        self.reduction, self.nodes, self.C = reduction, nodes, C
         self.op_names = list(op_names)
+        self.group = "reduce" if reduction else "normal"
         if reduction_prev:
             self.pre0: nn.Module = FactorizedReduce(C_pp, C, affine=False)
         else:
             self.pre0 = relu_conv_bn(C_pp, C, 1, 1, 0, affine=False)
         self.pre1 = relu_conv_bn(C_p, C, 1, 1, 0, affine=False)
-        self.active = [(k, n) for k, n in enumerate(self.op_names) if n != ZERO]
-        self.edges = nn.ModuleList()
-        self.shared = nn.ModuleDict()
-        # plan[e] = list of (op column, "edge"/"shared", module key) for edge e
-        self.plan: list[list[tuple[int, bool, str]]] = []
-        for i in range(nodes):
-            for j in range(i + 2):
-                stride = 2 if reduction and j < 2 else 1
-                ops = nn.ModuleDict()
-                row = []
-                for k, name in self.active:
-                    op = build_op(name, C, stride, affine=False, preact=True)
-                    if op.shareable:
-                        key = f"{j}_{name}"
-                        if key not in self.shared:
-                            self.shared[key] = op
-                        row.append((k, True, key))
-                    else:
-                        ops[name] = op
-                        row.append((k, False, name))
-                self.edges.append(ops)
-                self.plan.append(row)
+        # sources[j]: the edges leaving hidden state j, i.e. into nodes max(0, j - 1) .. nodes - 1
+        self.sources = nn.ModuleList()
+        self.targets: list[list[int]] = []
+        for j in range(nodes + 1):
+            stride = 2 if reduction and j < 2 else 1
+            builder = _build(False, stride)
+            probe = {n: builder(n, C) for n in self.op_names if n != ZERO}
+            shared_names = [n for n, m in probe.items() if m.shareable]
+            targets = list(range(max(0, j - 1), nodes))
+            points = [
+                OpChoice(
+                    key=f"{self.group}_e{edge_index(i, j)}",
+                    group=self.group,
+                    label=edge_label(i, j),
+                    op_names=self.op_names,
+                    modules=(
+                        {n: m for n, m in probe.items() if n not in shared_names}
+                        if t == 0
+                        else {n: builder(n, C) for n in probe if n not in shared_names}
+                    ),
+                    shared=shared_names,
+                    builder=builder,
+                    channels=C,
+                    stride=stride,
+                )
+                for t, i in enumerate(targets)
+            ]
+            shared = {n: probe[n] for n in shared_names}
+            self.sources.append(ChoiceGroup(points, shared))
+            self.targets.append(targets)
+        self.node_inputs = nn.ModuleList(
+            InputChoice(f"{self.group}_n{i}", self.group, i + 2, min(k, i + 2))
+            for i in range(nodes)
+        )
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: Weights) -> torch.Tensor:
+    def edges(self) -> list[OpChoice]:
+        """The edge choice points in α-row order (node by node)."""
+        by_pair = {
+            (i, j): p
+            for j, (g, ts) in enumerate(zip(self.sources, self.targets, strict=True))
+            for i, p in zip(ts, g.points, strict=True)
+        }
+        return [by_pair[i, j] for i in range(self.nodes) for j in range(i + 2)]
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
         states = [self.pre0(s0), self.pre1(s1)]
-        relu: dict[int, torch.Tensor] = {}
-        shared: dict[str, torch.Tensor] = {}
-        e = 0
+        incoming: list[list[torch.Tensor | None]] = [[] for _ in range(self.nodes)]
+
+        def expand(j: int) -> None:  # all edges leaving state j, in one group call
+            outs = self.sources[j](states[j])
+            for i, out in zip(self.targets[j], outs, strict=True):
+                incoming[i].append(out)
+
+        expand(0)
+        expand(1)
         for i in range(self.nodes):
-            acc = None
-            for j in range(i + 2):
-                h = states[j]
-                for k, is_shared, key in self.plan[e]:
-                    if is_shared:
-                        if key not in shared:
-                            shared[key] = self.shared[key](h)
-                        out = shared[key]
-                    else:
-                        op = self.edges[e][key]
-                        if op.expects_preact:
-                            if j not in relu:
-                                relu[j] = F.relu(h)
-                            out = op(relu[j])
-                        else:
-                            out = op(h)
-                    acc = _accumulate(acc, out, weights[e][k])
-                e += 1
-            if acc is None:  # only reachable with ops == [zero], which validate_ops forbids
-                raise RuntimeError("a node received no op")
-            states.append(acc)
+            node = self.node_inputs[i](incoming[i])
+            if node is None:  # every input chose the zero op
+                node = self.sources[0].points[i].zeros(states[0])
+            states.append(node)
+            if i + 2 < len(self.sources):
+                expand(i + 2)
         return torch.cat(states[2:], dim=1)
-
-
-def _accumulate(acc: torch.Tensor | None, out: torch.Tensor, w: float | torch.Tensor):
-    if isinstance(w, float):
-        return out * w if acc is None else torch.add(acc, out, alpha=w)
-    return out * w if acc is None else acc + out * w

@@ -1,10 +1,10 @@
 """The ProxylessNAS search space (Cai et al. 2019): a MobileNetV2 backbone of searchable blocks.
 
 stem conv → fixed MBConv(k3, e1) → stages of searchable blocks → 1×1 conv → pool → linear.
-Each block picks MBConv{kernel}×{expand} (default 3/5/7 × 3/6), plus ``zero`` (skip the block:
-identity residual) when it keeps its shape. One α vector per block, initialised to 0 as in the
-ProxylessNAS code. The forward takes one plan per block (see :mod:`.gated`); without one it
-mixes the paths by softmax(α), so DARTS runs on this space unchanged.
+Each block is one choice point (key = its label, e.g. ``s1b0``) over MBConv{kernel}×{expand}
+(default 3/5/7 × 3/6), plus ``zero`` (skip the block: identity residual) when it keeps its shape.
+The candidate grid comes from the config once (``kernels`` × ``expands``); every candidate is an
+op-registry description, so the same descriptions build, price and name it.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nas_lightning.genotype import BlockGenotype
-from nas_lightning.ops.mbconv import MBConv, OpDesc, conv_bn_act
-from nas_lightning.spaces.base import SearchSpace
-from nas_lightning.spaces.gated import ZERO_OP, BlockPlan, MixedBlock, PathBlock
+from nas_lightning.ops import OpDesc, describe
+from nas_lightning.ops.mbconv import MBConv, conv_bn_act
+from nas_lightning.spaces.base import Probs, SearchSpace
+from nas_lightning.spaces.block import ZERO_OP, PathBlock, SearchBlock
 from nas_lightning.spaces.mobilenet_layout import MobileNetLayout
 
 
@@ -41,6 +42,8 @@ class MobileNetSearchSpace(SearchSpace):
     size knobs shared with the DARTS space (stem width, cap on the number of searchable blocks).
     """
 
+    kind = "block"
+
     def __init__(self, **kwargs: Any):
         super().__init__()
         self.layout = lay = MobileNetLayout(**kwargs)
@@ -51,54 +54,36 @@ class MobileNetSearchSpace(SearchSpace):
         if lay.first_channels:
             op = MBConv(lay.stem_channels, lay.first_channels, 3, 1, 1)
             self.first = PathBlock(op, residual=lay.stem_channels == lay.first_channels)
-        self.blocks = nn.ModuleList(
-            MixedBlock(b.C_in, b.C_out, b.stride, lay.choices, lay.allow_zero) for b in lay.blocks
-        )
+        sized = lay.blocks_sized() if lay.input_size is not None else lay.blocks
+        self.blocks = nn.ModuleList(SearchBlock(b.label, b.label, self._descs(b)) for b in sized)
         self.final = conv_bn_act(lay.blocks[-1].C_out, lay.last_channels, 1, 1)
         self.classifier = nn.Linear(lay.last_channels, lay.num_classes)
-        self.alphas = nn.ParameterList(nn.Parameter(torch.zeros(len(b))) for b in self.blocks)
+
+    def _descs(self, b: Any) -> list[OpDesc]:
+        size = b.in_size or (0, 0)
+        descs = [
+            describe("mbconv", b.C_in, b.C_out, size, b.stride, kernel=k, expand=e)
+            for k, e in self.layout.choices
+        ]
+        if self.layout.allow_zero and b.stride == 1 and b.C_in == b.C_out:
+            descs.append(describe(ZERO_OP, b.C_in, b.C_out, size, b.stride))
+        return descs
 
     # ------------------------------------------------------------------ forward
-    def _head(self, x: Tensor) -> Tensor:
-        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(self.final(x), 1), 1))
-
-    def default_plan(self) -> list[BlockPlan]:
-        """softmax(α) per block: differentiable when α requires grad, else plain floats."""
-        if torch.is_grad_enabled() and any(a.requires_grad for a in self.alphas):
-            return [F.softmax(a, -1) for a in self.alphas]
-        return [F.softmax(a.detach(), -1).tolist() for a in self.alphas]
-
-    def forward(self, x: Tensor, plan: Sequence[BlockPlan] | None = None) -> Tensor:
-        plan = self.default_plan() if plan is None else plan
-        if len(plan) != len(self.blocks):
-            raise ValueError(f"a plan of {len(plan)} entries for {len(self.blocks)} blocks")
+    def forward(self, x: Tensor) -> Tensor:
         x = self.stem(x)
         if self.first is not None:
             x = self.first(x)
-        for block, p in zip(self.blocks, plan, strict=True):
-            x = block(x, p)
-        return self._head(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(self.final(x), 1), 1))
 
     # ------------------------------------------------------------------ architecture
-    def arch_parameters(self) -> list[nn.Parameter]:
-        return list(self.alphas)
-
     def op_names_per_block(self) -> list[list[str]]:
         return [list(b.op_names) for b in self.blocks]
 
     def block_labels(self) -> list[str]:
         return [b.label for b in self.layout.blocks]
-
-    def all_op_names(self) -> list[str]:
-        names = [n for b in self.blocks for n in b.op_names]
-        return list(dict.fromkeys(n for n in names if n != ZERO_OP)) + [ZERO_OP]
-
-    def argmax_choice(self) -> list[int]:
-        return [int(torch.argmax(a.detach())) for a in self.alphas]
-
-    def sample_choice(self, generator: torch.Generator | None = None) -> list[int]:
-        """A uniformly random architecture (one candidate index per block)."""
-        return [int(torch.randint(len(b), (1,), generator=generator)) for b in self.blocks]
 
     def to_choice(self, choice: Sequence[int] | BlockGenotype) -> list[int]:
         """Candidate indices from indices or a genotype, validated against this space."""
@@ -117,28 +102,22 @@ class MobileNetSearchSpace(SearchSpace):
             out.append(int(op))
         return out
 
-    def export(self) -> BlockGenotype:
+    def derive(self, probs: Probs, input_weights: Probs | None = None) -> BlockGenotype:
+        """The most probable candidate per block."""
         names = self.op_names_per_block()
+        chosen = [int(torch.argmax(probs[label])) for label in self.block_labels()]
         return BlockGenotype(
-            blocks=[n[c] for n, c in zip(names, self.argmax_choice(), strict=True)],
+            blocks=[n[c] for n, c in zip(names, chosen, strict=True)],
             labels=self.block_labels(),
             space=copy.deepcopy(self.config),
         )
-
-    def export_probs(self) -> dict[str, dict[str, dict[str, float]]]:
-        cols = self.all_op_names()
-        table = {}
-        for label, block, a in zip(self.block_labels(), self.blocks, self.alphas, strict=True):
-            p = dict(zip(block.op_names, F.softmax(a.detach().float(), -1).tolist(), strict=True))
-            table[label] = {c: p.get(c, 0.0) for c in cols}
-        return {"blocks": table}
 
     def single_path(self, choice: Sequence[int] | BlockGenotype) -> SinglePathNet:
         """A standalone derived network holding copies of the chosen candidates' weights."""
         idx = self.to_choice(choice)
         stem = [copy.deepcopy(self.stem)] + ([copy.deepcopy(self.first)] if self.first else [])
         blocks = [
-            PathBlock(copy.deepcopy(b.candidates[j]), b.residual)
+            PathBlock(copy.deepcopy(b.candidate(j)), b.residual)
             for b, j in zip(self.blocks, idx, strict=True)
             if j != b.zero_index
         ]
@@ -151,18 +130,10 @@ class MobileNetSearchSpace(SearchSpace):
         return SinglePathNet(nn.Sequential(*stem), blocks, head)
 
     # ------------------------------------------------------------------ latency interface
-    def latency_specs(self) -> dict[str, list[OpDesc]]:
+    def latency_specs(self) -> dict[str, list[list[OpDesc]]]:
         """Per block label, the OpDesc of every candidate in α order (real feature-map sizes)."""
-        out = {}
-        for b, block in zip(self.layout.blocks_sized(), self.blocks, strict=True):
-            descs = [
-                OpDesc("mbconv", b.C_in, b.C_out, b.in_size, b.out_size, k, b.stride, e)
-                for k, e in block.choices
-            ]
-            if block.zero_index is not None:
-                descs.append(OpDesc(ZERO_OP, b.C_in, b.C_out, b.in_size, b.out_size))
-            out[b.label] = descs
-        return out
+        self.layout.require_input_size()
+        return super().latency_specs()
 
     def fixed_specs(self) -> list[OpDesc]:
         """The non-searchable ops: stem conv, fixed first block, final 1×1 conv, classifier."""

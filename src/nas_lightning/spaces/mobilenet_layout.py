@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nas_lightning.spaces.gated import make_divisible
+from nas_lightning.spaces.block import make_divisible
 
 REFERENCE_STEM = 32  # MobileNetV2 / ProxylessNAS stem width: init_channels / 32 scales the net
 
