@@ -22,6 +22,18 @@ def instantiate_all(cfg: DictConfig | None) -> list[Any]:
     return [instantiate(node) for node in cfg.values() if node is not None and "_target_" in node]
 
 
+def objective(cfg: DictConfig | None, num_classes: int) -> dict[str, Any]:
+    """The loss and metric factories of the ``objective`` group (``num_classes: null`` in a
+    metric is filled with the dataset's)."""
+    if not cfg:
+        return {}
+    metrics = {}
+    for name, node in (cfg.get("metrics") or {}).items():
+        fill = {"num_classes": num_classes} if node.get("num_classes", 0) is None else {}
+        metrics[name] = instantiate(node, **fill)
+    return {"loss": instantiate(cfg.loss), "metrics": metrics}
+
+
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
     """Instantiate data → space (shaped by the data) → latency → algorithm → callbacks, loggers,
     trainer."""
@@ -33,7 +45,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
         num_classes=datamodule.num_classes,
         input_size=(height, width),
     )
-    extra = {}
+    extra = objective(cfg.get("objective"), datamodule.num_classes)
     if cfg.get("latency") is not None:  # hardware-aware algorithms take a latency model
         extra["latency"] = instantiate(cfg.latency)
     algo = instantiate(cfg.algo, space=space, **extra)

@@ -2,6 +2,8 @@
 
 from nas_lightning.algos.base import BilevelSearch
 from nas_lightning.algos.darts import DartsSearch
+from nas_lightning.algos.gdas import GdasSearch
+from nas_lightning.algos.pcdarts import PcDartsSearch
 from nas_lightning.algos.proxyless import ProxylessSearch
 
-__all__ = ["BilevelSearch", "DartsSearch", "ProxylessSearch"]
+__all__ = ["BilevelSearch", "DartsSearch", "GdasSearch", "PcDartsSearch", "ProxylessSearch"]

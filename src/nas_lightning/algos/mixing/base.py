@@ -28,6 +28,7 @@ class MixingStrategy(nn.Module):
 
     #: spaces this strategy cannot run on, with the one-line reason (``space.kind`` → reason)
     unsupported: dict[str, str] = {}
+    title = "softmax mixing (DARTS)"
 
     def __init__(self, init_std: float = 1e-3):
         super().__init__()
@@ -43,9 +44,7 @@ class MixingStrategy(nn.Module):
     def install(self, space: SearchSpace) -> None:
         reason = self.unsupported.get(getattr(space, "kind", ""))
         if reason:
-            raise ValueError(
-                f"{type(self).__name__} cannot search {type(space).__name__}: {reason}"
-            )
+            raise ValueError(f"{self.title} cannot search {type(space).__name__}: {reason}")
         self.decisions = space.decisions()
         if not self.decisions:
             raise ValueError(f"space {type(space).__name__} declares no choice points")
@@ -93,7 +92,7 @@ class MixingStrategy(nn.Module):
         out = {}
         for key, (g, r, w) in self.rows.items():
             row = matrices[g][r]
-            out[key] = row if len(row) == w else row[:w]
+            out[key] = row if isinstance(row, int) or len(row) == w else row[:w]
         return out
 
     def probs(self) -> Probs:

@@ -21,6 +21,8 @@ MODES = ("binary", "darts", "full")
 class BinaryGateMixing(MixingStrategy):
     """α initialised to 0 (uniform), as in the ProxylessNAS code."""
 
+    title = "ProxylessNAS binary gates"
+
     def __init__(self, mode: str = "binary", init_std: float = 0.0):
         super().__init__(init_std)
         if mode not in MODES:

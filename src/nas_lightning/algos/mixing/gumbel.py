@@ -27,6 +27,8 @@ def gumbel_like(logits: torch.Tensor, generator: torch.Generator | None) -> torc
 class GumbelMixing(MixingStrategy):
     """Hard Gumbel-softmax sampling at temperature ``tau`` (the algorithm anneals it)."""
 
+    title = "GDAS Gumbel sampling"
+
     def __init__(self, init_std: float = 1e-3, tau: float = 10.0):
         super().__init__(init_std)
         if not tau > 0:

@@ -26,6 +26,8 @@ def channel_shuffle(x: Tensor, groups: int) -> Tensor:
 class PartialChannelMixing(MixingStrategy):
     """Softmax mixing on ``1/k`` of the channels, plus β edge normalisation per node."""
 
+    title = "PC-DARTS partial-channel mixing"
+
     unsupported = {
         "block": "partial channel connections and edge normalisation need cell edges that keep "
         "the channel count and nodes with several inputs; use algo=darts, gdas or proxyless"
