@@ -33,10 +33,11 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from nas_lightning.algos.base import frozen
 from nas_lightning.algos.gates import sample_paths
+from nas_lightning.algos.hypergrad import frozen
+from nas_lightning.algos.mixing import SoftmaxMixing
 from nas_lightning.spaces import MobileNetSearchSpace
-from nas_lightning.spaces.gated import GatePlan
+from nas_lightning.spaces.plans import GatePlan
 
 
 def saved_bytes(step: Callable[[], torch.Tensor], exclude: set[int]) -> int:
@@ -86,24 +87,30 @@ def main() -> None:
         last_channels=last,
     )
     space = MobileNetSearchSpace(**cfg)
+    mixing = SoftmaxMixing(init_std=0.0)  # α = 0 as ProxylessNAS initialises it
+    mixing.install(space)
+    keys = [d.key for d in space.decisions()]
     x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
-    alphas = space.arch_parameters()
+    alphas = list(mixing.probs().values())  # one probability row per block
     gen = torch.Generator().manual_seed(0)
     choices = [
-        [int(torch.multinomial(F.softmax(a.detach(), -1), 1, generator=gen)) for a in alphas]
+        [int(torch.multinomial(p, 1, generator=gen)) for p in alphas]
         for _ in range(args.samples)
     ]
     params = {p.untyped_storage().data_ptr() for p in space.parameters()}
     params |= {b.untyped_storage().data_ptr() for b in space.buffers()}
 
     def run(plan=None, net=None) -> torch.Tensor:
-        return F.cross_entropy((net or space)(x) if plan is None else space(x, plan), y)
+        if plan is None:
+            return F.cross_entropy((net or space)(x), y)
+        with mixing.using(dict(zip(keys, plan, strict=True))):
+            return F.cross_entropy(space(x), y)
 
     def two_path() -> torch.Tensor:
         plans = []
-        for a in alphas:
-            active, pair = sample_paths(F.softmax(a.detach(), -1), True, gen)
-            g = torch.zeros_like(a.detach())
+        for p in alphas:
+            active, pair = sample_paths(p, True, gen)
+            g = torch.zeros_like(p)
             g[active] = 1.0
             plans.append(
                 GatePlan(g.requires_grad_(), active, tuple(j for j in pair if j != active))
@@ -112,10 +119,10 @@ def main() -> None:
             return run(plans)
 
     def darts_wstep() -> torch.Tensor:
-        with frozen(alphas):
+        with frozen(mixing.arch_parameters()):
             return run()
 
-    full = [[1.0] * a.numel() for a in alphas]
+    full = [[1.0] * len(p) for p in alphas]
     mb = 2.0**-20
     out: dict[str, float | dict] = {}
     out["full.saved_mb"] = saved_bytes(lambda: run(full), params) * mb
