@@ -30,7 +30,7 @@ def test_help_lists_config_groups(tmp_path):
     for line in (
         "algo: darts, darts_2nd",
         "space: cnn",
-        "dataset: cifar10, digits, synthetic",
+        "dataset: cifar10, digits, ptb, synthetic, synthetic_text, wikitext2",
         "logger: csv, none, tensorboard, wandb",
         "debug: fdr, tiny",
     ):

@@ -34,6 +34,9 @@ COMPANIONS = {
         for m in ("flops", "lut", "predictor")
     },
 }
+# text datasets serve token streams (input_shape None): they need a recurrent space, which has
+# not landed yet; until then only the datamodule is built (tests/test_text_download.py checks it)
+TEXT_DATASETS = {"ptb", "wikitext2", "synthetic_text"}
 # measured latency models need their file: without it the error names the path and the fix
 NEEDS_FILE = {("latency", "lut"): "latency LUT", ("latency", "predictor"): "latency predictor"}
 
@@ -54,6 +57,9 @@ def test_every_option_composes_and_instantiates(compose_cfg, group, option):
     cfg = compose_cfg(f"{group}={option}", *COMPANIONS.get((group, option), []))
     OmegaConf.resolve(cfg)
     dm = instantiate(cfg.dataset)
+    if group == "dataset" and option in TEXT_DATASETS:
+        assert dm.input_shape is None
+        return
     space = instantiate(
         cfg.space,
         in_channels=dm.input_shape[0],

@@ -19,6 +19,15 @@ from torch.utils.data import DataLoader, Dataset
 Transform = Callable[[Tensor], Tensor]
 
 
+def check_int(name: str, value: object, minimum: int = 1, allow_none: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an int >= ``minimum``."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = f"None or an integer >= {minimum}" if allow_none else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
 class SplitDataset(Dataset):
     """A view of ``dataset`` restricted to ``indices``, optionally augmenting each sample.
 
@@ -60,16 +69,8 @@ class SearchDataModule(pl.LightningDataModule):
         pin_memory: bool = False,
     ) -> None:
         super().__init__()
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        if eval_batch_size is not None and (
-            isinstance(eval_batch_size, bool)
-            or not isinstance(eval_batch_size, int)
-            or eval_batch_size < 1
-        ):
-            raise ValueError(
-                f"eval_batch_size must be None or an integer >= 1, got {eval_batch_size!r}"
-            )
+        check_int("batch_size", batch_size)
+        check_int("eval_batch_size", eval_batch_size, allow_none=True)
         if not 0.0 < float(train_portion) < 1.0:
             raise ValueError(
                 f"train_portion must lie strictly between 0 and 1, got {train_portion!r}"

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import os
 import pickle
-import shutil
 import tarfile
 import tempfile
-import urllib.request
 from functools import partial
 from pathlib import Path, PurePosixPath
 
@@ -19,8 +15,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from nas_lightning.data.base import SearchDataModule, Transform
-
-log = logging.getLogger(__name__)
+from nas_lightning.data.download import ensure_file
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -141,55 +136,15 @@ class CIFAR10DataModule(SearchDataModule):
         names = (*TRAIN_BATCHES, TEST_BATCH)
         if all((self.batches_dir / n).is_file() for n in names):
             return
-        if not self.archive_path.is_file():
-            if not self.download:
-                raise FileNotFoundError(
-                    f"CIFAR-10 archive not found at {self.archive_path} and download=False. "
-                    f"Download it manually from {self.url} and save it as {self.archive_path}, "
-                    "or set download=True."
-                )
-            self._download()
-        else:
-            self._check_md5(self.archive_path, source=None)
+        ensure_file(
+            self.archive_path,
+            self.url,
+            f"md5:{self.md5}",
+            "CIFAR-10 archive",
+            allow_download=self.download,
+            timeout=self.download_timeout,
+        )
         self._extract()
-
-    def _download(self) -> None:
-        """Stream to a temp file next to the target and rename only once the MD5 matches."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        log.info("Downloading %s to %s", self.url, self.archive_path)
-        fd, tmp_name = tempfile.mkstemp(dir=self.data_dir, suffix=".part")
-        tmp = Path(tmp_name)
-        try:
-            try:
-                with (
-                    os.fdopen(fd, "wb") as out,
-                    urllib.request.urlopen(self.url, timeout=self.download_timeout) as resp,
-                ):
-                    shutil.copyfileobj(resp, out, length=1 << 20)
-            except (OSError, ValueError) as err:  # URLError, timeouts, refused, bad URL
-                raise RuntimeError(
-                    f"Could not download CIFAR-10 from {self.url} ({err}). If this machine has no "
-                    f"internet access, download the file manually and save it as "
-                    f"{self.archive_path}."
-                ) from err
-            self._check_md5(tmp, source=self.url)
-            os.replace(tmp, self.archive_path)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def _check_md5(self, path: Path, source: str | None) -> None:
-        digest = hashlib.md5(usedforsecurity=False)
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        actual = digest.hexdigest()
-        if actual != self.md5:
-            where = f"downloaded from {source}" if source else f"at {path}"
-            hint = "The download was discarded; retry." if source else "Delete it and retry."
-            raise RuntimeError(
-                f"MD5 mismatch for CIFAR-10 archive {where} ({self.archive_path}): "
-                f"expected {self.md5}, got {actual}. The file is corrupt or incomplete. {hint}"
-            )
 
     def _extract(self) -> None:
         """Extract into a temp dir, refusing path traversal, then move files in one by one."""
