@@ -94,8 +94,7 @@ def main() -> None:
     alphas = list(mixing.probs().values())  # one probability row per block
     gen = torch.Generator().manual_seed(0)
     choices = [
-        [int(torch.multinomial(p, 1, generator=gen)) for p in alphas]
-        for _ in range(args.samples)
+        [int(torch.multinomial(p, 1, generator=gen)) for p in alphas] for _ in range(args.samples)
     ]
     params = {p.untyped_storage().data_ptr() for p in space.parameters()}
     params |= {b.untyped_storage().data_ptr() for b in space.buffers()}

@@ -21,7 +21,7 @@ from nas_lightning.spaces.choices import (
     Decision,
     InputChoice,
     OpChoice,
-    bind,
+    bound,
     input_choices,
     op_choices,
 )
@@ -134,16 +134,14 @@ class FixedPath(nn.Module):
         decisions = space.decisions()
         if len(choice) != len(decisions):
             raise ValueError(f"{len(choice)} choices for {len(decisions)} decisions")
-        self.space = copy.deepcopy(space)
-        hook = getattr(self.space, "_mixing_hook", None)
-        if hook is not None:  # the copy plans nothing: it runs fixed paths
-            self.space._forward_pre_hooks.pop(hook.id, None)
-        bind(
-            self.space, FixedPlans({d.key: int(c) for d, c in zip(decisions, choice, strict=True)})
-        )
+        self.space = space
+        self.plans = FixedPlans({d.key: int(c) for d, c in zip(decisions, choice, strict=True)})
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.space(x)
+        # ``space.forward``, not ``space(x)``: the installed strategy's hook must not plan
+        # (nor draw random samples) for a forward that runs fixed paths.
+        with bound(self.space, self.plans):
+            return self.space.forward(x)
 
 
 def space_from_config(config: Mapping[str, Any]) -> SearchSpace:

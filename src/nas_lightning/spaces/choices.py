@@ -18,6 +18,7 @@ A mixing strategy (``nas_lightning.algos.mixing``) binds itself to every placeho
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,6 +184,20 @@ def bind(module: nn.Module, strategy: Any) -> None:
             m.bind(strategy)
 
 
+@contextmanager
+def bound(module: nn.Module, strategy: Any) -> Iterator[None]:
+    """Temporarily bind ``module``'s placeholders to ``strategy`` (restored afterwards)."""
+    placeholders = [m for m in module.modules() if isinstance(m, _Bound)]
+    previous = [m._strategy for m in placeholders]
+    for m in placeholders:
+        m.bind(strategy)
+    try:
+        yield
+    finally:
+        for m, old in zip(placeholders, previous, strict=True):
+            m.bind(old)
+
+
 __all__ = [
     "ChoiceGroup",
     "Decision",
@@ -190,6 +205,7 @@ __all__ = [
     "OpChoice",
     "ZERO_NAMES",
     "bind",
+    "bound",
     "input_choices",
     "op_choices",
 ]

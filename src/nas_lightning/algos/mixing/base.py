@@ -23,6 +23,17 @@ from nas_lightning.spaces.choices import ChoiceGroup, Decision, InputChoice, OpC
 from nas_lightning.spaces.plans import Plan, execute, sum_present
 
 
+class _Hooks:
+    """The forward hooks a strategy registered on a space (removed on re-installation)."""
+
+    def __init__(self, handles):
+        self.handles = handles
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
 class MixingStrategy(nn.Module):
     """Owns α and decides, per forward, how every choice point mixes its candidates."""
 
@@ -54,8 +65,11 @@ class MixingStrategy(nn.Module):
         old = getattr(space, "_mixing_hook", None)
         if old is not None:  # re-installation: the previous strategy stops planning
             old.remove()
-        hook = space.register_forward_pre_hook(lambda m, args: self.begin_forward(m.training))
-        object.__setattr__(space, "_mixing_hook", hook)
+        hooks = (
+            space.register_forward_pre_hook(lambda m, args: self.begin_forward(m.training)),
+            space.register_forward_hook(lambda m, args, out: self.end_forward()),
+        )
+        object.__setattr__(space, "_mixing_hook", _Hooks(hooks))
 
     def _matrices(self, decisions, rows: dict, prefix: str) -> nn.ParameterDict:
         """One parameter per group, rows padded to the widest decision (padding masked)."""
@@ -109,6 +123,10 @@ class MixingStrategy(nn.Module):
     # ------------------------------------------------------------------ forward
     def begin_forward(self, training: bool) -> None:
         self._plans = self._override if self._override is not None else self.make_plans(training)
+
+    def end_forward(self) -> None:
+        """Drop the plans: they may hold α's graph, and no choice point runs after the forward."""
+        self._plans = None
 
     def alpha_needs_grad(self) -> bool:
         return torch.is_grad_enabled() and any(a.requires_grad for a in self.alpha.values())

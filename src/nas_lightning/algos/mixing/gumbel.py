@@ -35,6 +35,7 @@ class GumbelMixing(MixingStrategy):
             raise ValueError(f"GDAS temperature tau={tau} must be > 0")
         self.tau = float(tau)
         self.generator: torch.Generator | None = None  # None: the global (seeded) RNG
+        self.last_sample: dict[str, int] = {}  # the paths of the last training forward
 
     def make_plans(self, training: bool) -> dict[str, Plan]:
         if not training:
@@ -51,7 +52,9 @@ class GumbelMixing(MixingStrategy):
                 plans[g] = {r: Hard(i, hard[r]) for r, i in enumerate(index.tolist())}
             else:
                 plans[g] = dict(enumerate(index.tolist()))
-        return {key: plans[g][r] for key, (g, r, _) in self.rows.items()}
+        out = {key: plans[g][r] for key, (g, r, _) in self.rows.items()}
+        self.last_sample = {k: p if isinstance(p, int) else p.index for k, p in out.items()}
+        return out
 
 
 __all__ = ["GumbelMixing", "gumbel_like"]
