@@ -146,6 +146,35 @@ class BilevelSearch(pl.LightningModule):
         """Set ``.grad`` of the α and return the architecture loss (α optimiser steps after)."""
         raise NotImplementedError
 
+    # ---------------------------------------------------------------- mixed precision
+    def loss_scaler(self) -> Any:
+        """The precision plugin's gradient scaler (``16-mixed``), else ``None``."""
+        trainer = getattr(self, "_trainer", None)
+        plugin = getattr(trainer, "precision_plugin", None) if trainer is not None else None
+        scaler = getattr(plugin, "scaler", None)
+        return scaler if scaler is not None and scaler.is_enabled() else None
+
+    def loss_scale(self) -> float:
+        """The factor α-step losses are multiplied by: the ``16-mixed`` loss scale (a power of
+        two, so scaling is exact), else 1. The α optimiser's step (Lightning's precision plugin)
+        divides ``.grad`` by it exactly once and skips a step with inf/NaN gradients."""
+        scaler = self.loss_scaler()
+        if scaler is None:
+            return 1.0
+        if scaler._scale is None:  # lazily created by the first scale() call
+            scaler.scale(torch.ones((), device=self.device))
+        return float(scaler.get_scale())
+
+    def arch_loss_fn(self, logits: Tensor, y: Tensor) -> Tensor:
+        """The task loss, times :meth:`loss_scale`: what α gradients are taken of, so that fp16
+        activation gradients do not underflow."""
+        return self.loss_fn(logits, y) * self.loss_scale()
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Clip the weight gradients here: Lightning calls this after unscaling them."""
+        if self.grad_clip and optimizer is self.weight_opt:
+            torch.nn.utils.clip_grad_norm_(self.weight_parameters(), self.grad_clip)
+
     def on_arch_step_end(self) -> None:
         """Called right after the α optimiser step (ProxylessNAS rescales the updated α here)."""
 
@@ -160,11 +189,7 @@ class BilevelSearch(pl.LightningModule):
             self.log("arch/val_loss", arch_loss, on_step=False, on_epoch=True)
         opt_w.zero_grad(set_to_none=True)
         loss, logits = self.weight_step(train)
-        if self.grad_clip:
-            self.clip_gradients(
-                opt_w, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm"
-            )
-        opt_w.step()
+        opt_w.step()  # clipping: on_before_optimizer_step, after any loss-scale unscaling
         self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True)
         self._log_metrics("train", self.train_metrics, logits.detach(), train[1])
         return loss.detach()

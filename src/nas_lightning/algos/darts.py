@@ -48,7 +48,8 @@ class DartsSearch(BilevelSearch):
         arch = self.arch_parameters()
         if self.order == 1:
             with frozen(space.weight_parameters()):
-                grads, loss = hypergrad.first_order_grad(space, arch, val, self.loss_fn)
+                grads, loss = hypergrad.first_order_grad(space, arch, val, self.arch_loss_fn)
+                loss = loss / self.loss_scale()
         else:
             opt = self.weight_opt
             group = opt.param_groups[0]

@@ -54,7 +54,8 @@ class GdasSearch(BilevelSearch):
     def arch_step(self, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]) -> Tensor:
         arch = self.arch_parameters()
         with frozen(self.weight_parameters()):
-            grads, loss = hypergrad.first_order_grad(self.space, arch, val, self.loss_fn)
+            grads, loss = hypergrad.first_order_grad(self.space, arch, val, self.arch_loss_fn)
+        loss = loss / self.loss_scale()
         for p, g in zip(arch, grads, strict=True):
             p.grad = None if g is None else g.detach()
         return loss

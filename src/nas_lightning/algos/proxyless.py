@@ -169,7 +169,8 @@ class ProxylessSearch(BilevelSearch):
         with self.mixing.using(probs):
             ce = self.loss_fn(self(x), y)
         params = list(self.mixing.alpha.values())
-        grads = torch.autograd.grad(self.add_latency_loss(ce, probs), params, allow_unused=True)
+        loss = self.add_latency_loss(ce, probs) * self.loss_scale()
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
         for a, grad in zip(params, grads, strict=True):
             a.grad = torch.zeros_like(a) if grad is None else grad.detach()
         return ce.detach()
@@ -194,7 +195,7 @@ class ProxylessSearch(BilevelSearch):
             probs = {k: G.restricted_softmax(a, involved[k]) for k, a in rows.items()}
         else:
             probs = {k: F.softmax(a, -1) for k, a in rows.items()}
-        loss = self.add_latency_loss(ce, probs)
+        loss = self.add_latency_loss(ce, probs) * self.loss_scale()
         params = list(self.mixing.alpha.values())
         keys = list(plans)
         grads = torch.autograd.grad(

@@ -51,6 +51,8 @@ def _accumulate(acc: Tensor | None, out: Tensor, w: float | Tensor) -> Tensor:
         if acc is None:
             return out if w == 1.0 else out * w
         return torch.add(acc, out, alpha=w)
+    if out.dtype != w.dtype:  # mixed precision: the α-weighted sum (and ∂L/∂w) stays in fp32
+        out = out.to(w.dtype)
     return out * w if acc is None else acc + out * w
 
 
