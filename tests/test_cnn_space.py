@@ -131,3 +131,23 @@ def test_export_probs_rows_and_columns():
     assert list(probs["normal"])[:3] == ["0→2", "1→2", "0→3"]
     for row in probs["reduce"].values():
         assert abs(sum(row.values()) - 1) < 1e-6
+
+
+@pytest.mark.parametrize("setting, nhwc", [("auto", True), (True, True), (False, False)])
+def test_channels_last_auto_is_on_for_cpu(setting, nhwc):
+    space, _ = mixed(tiny(channels_last=setting))
+    seen = []
+    space.cells[0].register_forward_hook(
+        lambda m, i, o: seen.append(o.is_contiguous(memory_format=torch.channels_last))
+    )
+    space(torch.randn(2, 1, 8, 8))
+    assert seen == [nhwc]
+
+
+def test_channels_last_rule_per_device_and_bad_value():
+    from nas_lightning.devices import use_channels_last
+
+    assert use_channels_last("auto", "cpu") and not use_channels_last("auto", "cuda")
+    assert use_channels_last(True, "cuda") and not use_channels_last(False, "cpu")
+    with pytest.raises(ValueError, match="channels_last='yes' is invalid; valid choices: auto"):
+        tiny(channels_last="yes")

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from nas_lightning.devices import use_channels_last
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -100,9 +102,10 @@ def pin_allocator() -> None:
 
 
 def _prepare(
-    module: nn.Module, input_shape: Sequence[int], dev: torch.device, channels_last: bool
+    module: nn.Module, input_shape: Sequence[int], dev: torch.device, channels_last: bool | str
 ) -> tuple[nn.Module, torch.Tensor]:
-    fmt = torch.channels_last if channels_last and len(input_shape) == 4 else None
+    cl = use_channels_last(channels_last, dev)
+    fmt = torch.channels_last if cl and len(input_shape) == 4 else None
     module = module.to(dev).eval()
     x = torch.randn(tuple(input_shape), generator=torch.Generator().manual_seed(0)).to(dev)
     if fmt is not None:
@@ -136,7 +139,7 @@ def time_modules(
     repeats: int = 50,
     rounds: int | None = None,
     threads: int | None = None,
-    channels_last: bool = False,
+    channels_last: bool | str = False,
     min_repeat_ms: float = 1.0,
     clock: str = "wall",
 ) -> list[Timing]:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas_lightning.devices import check_channels_last, use_channels_last
 from nas_lightning.genotype import CellGenotype, derive_cell
 from nas_lightning.ops import OpDesc, describe, validate_ops
 from nas_lightning.spaces.base import Probs, SearchSpace
@@ -46,7 +47,7 @@ class CNNSearchSpace(SearchSpace):
         ops: Sequence[str] = tuple(DARTS_OPS),
         stem_multiplier: int = 3,
         k: int = 2,
-        channels_last: bool = False,
+        channels_last: bool | str = "auto",
         input_size: tuple[int, int] | None = None,
     ):
         super().__init__()
@@ -83,7 +84,7 @@ class CNNSearchSpace(SearchSpace):
         self.num_classes = num_classes
         # resolution-agnostic (reductions use ceil(H/2)); kept for reports and latency models
         self.input_size = tuple(input_size) if input_size is not None else None
-        self.channels_last = channels_last
+        self.channels_last = check_channels_last(channels_last)
         self.reduction_layers = sorted({layers // 3, 2 * layers // 3})
 
         C_curr = stem_multiplier * init_channels
@@ -106,7 +107,7 @@ class CNNSearchSpace(SearchSpace):
         self._fixed: list[OpDesc] = []
         if self.input_size is not None:
             self._describe(in_channels, stem_multiplier * init_channels)
-        if channels_last:
+        if self.channels_last is True:
             self.to(memory_format=torch.channels_last)
 
     def _describe(self, in_channels: int, c_stem: int) -> None:
@@ -145,7 +146,8 @@ class CNNSearchSpace(SearchSpace):
         return any(not c.reduction for c in self.cells)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
+        # "auto" follows the device: an NHWC input makes every conv and pool run NHWC on CPU
+        if use_channels_last(self.channels_last, x.device):
             x = x.contiguous(memory_format=torch.channels_last)
         s0 = s1 = self.stem(x)
         for cell in self.cells:
