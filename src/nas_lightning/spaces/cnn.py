@@ -147,9 +147,9 @@ class CNNSearchSpace(SearchSpace):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # "auto" follows the device: an NHWC input makes every conv and pool run NHWC on CPU
-        if use_channels_last(self.channels_last, x.device):
-            x = x.contiguous(memory_format=torch.channels_last)
         s0 = s1 = self.stem(x)
+        if use_channels_last(self.channels_last, x.device):  # every later conv then runs NHWC
+            s0 = s1 = s0.contiguous(memory_format=torch.channels_last)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1)
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(s1, 1), 1))
