@@ -269,3 +269,32 @@ def test_hydra_fit_one_epoch(tmp_path):
     assert space.single_path(g)(torch.randn(2, 1, 8, 8)).shape == (2, 10)
     assert (tmp_path / "heatmaps" / "epoch_000_blocks.png").exists()
     assert {"arch/val_loss", "val/acc", "arch/zero_blocks"} <= set(trainer.callback_metrics)
+
+
+def _search_alpha(algo, steps=8):
+    opt = torch.optim.Adam(algo.arch_parameters(), lr=0.05, betas=(0.0, 0.999))
+    for step in range(steps):
+        opt.zero_grad()
+        algo.arch_step(batch(seed=step), batch(seed=100 + step))
+        opt.step()
+        algo.on_arch_step_end()
+    return algo.expected_latency_ms()
+
+
+def test_latency_constraint_keeps_expected_latency_under_target():
+    """A hard target T between the fastest and the uniform net: the penalty alone (small λ2)
+    leaves E[lat] above T; the constraint (dual ascent + projection) ends at or below T."""
+    uniform = make_algo(latency=FakeLatency()).expected_latency_ms()
+    fastest = make_algo(latency=FakeLatency())
+    tables = fastest.latency_tables()
+    low = tables[1] + sum(float(t.min()) for t in tables[0].values())
+    target = low + 0.3 * (uniform - low)
+    penalty = make_algo(latency=FakeLatency(), latency_weight=0.01, target_ms=target)
+    assert _search_alpha(penalty) > target
+    hard = make_algo(latency=FakeLatency(), latency_loss="constraint", target_ms=target)
+    assert _search_alpha(hard) <= target + 1e-6
+    assert float(hard.lagrange_multiplier) >= 0
+    with pytest.raises(ValueError, match=r"target_ms=0.5 is unreachable: the fastest network"):
+        make_algo(latency=FakeLatency(), latency_loss="constraint", target_ms=0.5).setup("fit")
+    with pytest.raises(ValueError, match="constraint needs a latency model"):
+        make_algo(latency_loss="constraint", target_ms=3.0)

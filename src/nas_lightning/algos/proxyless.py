@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nas_lightning.algos import gates as G
+from nas_lightning.algos import latency_constraint as C
 from nas_lightning.algos import reinforce as R
 from nas_lightning.algos.base import BilevelSearch
 from nas_lightning.algos.hypergrad import frozen
@@ -33,7 +34,7 @@ from nas_lightning.specs import from_spec
 
 BINARY_MODES = ("two", "full")
 ESTIMATORS = ("gradient", "reinforce")
-LATENCY_LOSSES = ("additive", "multiplicative")
+LATENCY_LOSSES = ("additive", "multiplicative", "constraint")
 
 
 def _check(name: str, value: Any, choices: tuple[str, ...]) -> str:
@@ -58,6 +59,7 @@ class ProxylessSearch(BilevelSearch):
         beta: float = 0.3,
         reward_exponent: float = -0.07,
         baseline_decay: float = 0.99,
+        constraint_lr: float = 1.0,
         **kwargs: Any,
     ):
         self.mode = _check("mode", mode, MODES)
@@ -75,6 +77,11 @@ class ProxylessSearch(BilevelSearch):
             )
         if target_ms is not None and target_ms <= 0:
             raise ValueError(f"algo.target_ms={target_ms} must be > 0 (or null)")
+        if latency_loss == "constraint" and (latency is None or target_ms is None):
+            raise ValueError(
+                "algo.latency_loss=constraint needs a latency model (latency=lut|predictor|flops) "
+                "and algo.target_ms (the hard target T in ms)"
+            )
         if latency is not None and latency_loss == "multiplicative" and not (target_ms or 0) > 1:
             raise ValueError(
                 f"algo.latency_loss=multiplicative needs algo.target_ms > 1 ms "
@@ -84,6 +91,8 @@ class ProxylessSearch(BilevelSearch):
         self.latency_weight, self.target_ms, self.beta = latency_weight, target_ms, beta
         self.reward_exponent, self.baseline_decay = reward_exponent, baseline_decay
         self.register_buffer("reward_baseline", torch.tensor(float("nan")))
+        self.constraint_lr = constraint_lr
+        self.register_buffer("lagrange_multiplier", torch.tensor(0.0))  # λ of the constraint
         self.last_involved: dict[str, list[int]] = {}  # paths of the last binary α-step
         self._tables: LatencyTables | None = None
         self._rescale: list[tuple[Tensor, list[int], Tensor]] = []
@@ -120,11 +129,16 @@ class ProxylessSearch(BilevelSearch):
         if self._tables is None or next(iter(self._tables[0].values())).device != a.device:
             specs = (self.space.latency_specs(), self.space.fixed_specs())
             tables, fixed = latency_tables(self.latency, *specs, a.dtype, a.device)
-            fastest = fixed + sum(float(t.min()) for t in tables.values())
+            fastest = C.fastest_latency_ms((tables, fixed))
             if self.latency_loss == "multiplicative" and fastest <= 1.0:
                 raise ValueError(
                     f"algo.latency_loss=multiplicative needs E[lat] > 1 ms but the "
                     f"fastest net takes {fastest:.3g} ms; use latency_loss=additive"
+                )
+            if self.latency_loss == "constraint" and fastest > self.target_ms:
+                raise ValueError(
+                    f"algo.target_ms={self.target_ms} is unreachable: the fastest network of "
+                    f"this space takes {fastest:.4g} ms; raise the target"
                 )
             self._tables = (tables, fixed)
         return self._tables
@@ -138,6 +152,9 @@ class ProxylessSearch(BilevelSearch):
         if lut is None:
             return ce
         lat = expected_latency(probs, lut)
+        if self.latency_loss == "constraint":  # CE + λ·(E − T)/T, λ from dual ascent
+            lam = float(self.lagrange_multiplier)
+            return ce + lam * (lat - self.target_ms) / self.target_ms
         return G.latency_loss(
             ce, lat, self.latency_loss, self.latency_weight, self.target_ms, self.beta
         )
@@ -240,6 +257,15 @@ class ProxylessSearch(BilevelSearch):
         for a, inv, old in self._rescale:
             G.rescale_pair(a, old, inv)
         self._rescale = []
+        if self.latency_loss == "constraint":  # λ by dual ascent, then E[lat] ≤ T by projection
+            lut = self.latency_tables()
+            lat = float(expected_latency(self.mixing.probs(), lut))
+            lam = C.dual_ascent(
+                float(self.lagrange_multiplier), lat, self.target_ms, self.constraint_lr
+            )
+            self.lagrange_multiplier.fill_(lam)
+            C.project(self.alpha_rows(), lut, self.target_ms)
+            self.log("arch/lagrange_multiplier", lam, on_step=False, on_epoch=True)
 
     def diagnostics(self) -> dict[str, float]:
         out = {"arch/zero_blocks": float(sum(G.is_zero_name(n) for n in self.export().ops()))}
