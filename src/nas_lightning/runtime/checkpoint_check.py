@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,14 +30,24 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"ckpt_path={str(p)!r} does not exist; pass a run's checkpoints/last.ckpt, "
             "ckpt_path=last for the newest of this config, or drop ckpt_path"
         )
+    fix = "point ckpt_path at a .ckpt written by a search run (<run dir>/checkpoints/last.ckpt)"
+    if not zipfile.is_zipfile(p):
+        raise CheckpointError(
+            f"ckpt_path={str(p)!r} is not a checkpoint (not the zip archive torch.save writes: "
+            f"truncated, or another kind of file); {fix}"
+        )
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # torch's text advises weights_only=False: unsafe
+        raise CheckpointError(
+            f"ckpt_path={str(p)!r} holds objects other than tensors and plain data, so it was "
+            f"not written by a search run; {fix}"
+        ) from err
     except Exception as err:
         reason = " ".join(str(err).split("\n")[0].split())[:120]
         raise CheckpointError(
             f"ckpt_path={str(p)!r} is not a readable checkpoint ({type(err).__name__}: "
-            f"{reason}); point ckpt_path at a .ckpt written by a search run "
-            "(<run dir>/checkpoints/last.ckpt)"
+            f"{reason}); {fix}"
         ) from err
     if not isinstance(ckpt, dict) or not {"state_dict", "loops"} <= ckpt.keys():
         keys = sorted(ckpt)[:5] if isinstance(ckpt, dict) else type(ckpt).__name__
