@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from run_helpers import TINY, cli, run_dirs
 from nas_lightning.latency import LatencyLUT, space_ops
 from nas_lightning.run import build
 from nas_lightning.runtime.errors import ConfigError
+from nas_lightning.runtime.job import JobContext, run_guarded
 from nas_lightning.runtime.settings_check import check_epochs
 
 PROXYLESS = ["experiment=proxyless_digits", "algo.warmup_epochs=0"]
@@ -135,7 +137,10 @@ def test_latency_with_darts_says_why(tmp_path, capsys, one_thread):
 
 
 def test_wandb_without_key_suggests_offline(tmp_path, capsys, monkeypatch, one_thread):
-    for var in ("WANDB_API_KEY", "WANDB_MODE"):
+    import wandb
+
+    wandb.teardown()  # forget settings of earlier offline runs in this process
+    for var in ("WANDB_API_KEY", "WANDB_MODE"):  # WandbLogger(offline) leaves WANDB_MODE set
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no stored login
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb_config"))
@@ -176,3 +181,23 @@ def test_unbounded_epochs_run_with_a_constant_lr():
 def test_warmup_refused_through_the_cli(tmp_path, capsys, one_thread):
     error, _ = _fails_with_console(tmp_path, capsys, "algo.warmup_epochs=1")
     assert error.startswith("algo.warmup_epochs=1 >= trainer.max_epochs=1")
+
+
+def test_ctrl_c_is_recorded_as_interrupted_with_the_resume_command(tmp_path, capsys):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    quoted = "x='a b'"  # a Hydra-quoted override survives the shell
+    ctx = JobContext(tmp_path, overrides=["seed=3", "ckpt_path=old.ckpt", quoted])
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    outcome = run_guarded(interrupted, ctx)
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    line = (
+        f"Interrupted by Ctrl+C (exit 130); checkpoint saved to {ckpt}. The run can be resumed "
+        f"with: python -m nas_lightning seed=3 {shlex.quote(quoted)} ckpt_path={ckpt}"
+    )
+    assert (outcome.status, outcome.exit_code) == ("interrupted", 130)
+    assert capsys.readouterr().err.strip() == line
+    assert json.loads((tmp_path / "status.json").read_text())["error"] == line

@@ -14,7 +14,8 @@ METRICS = ("train/loss", "train/acc", "val/loss", "val/acc")
 def summary_line(trainer: pl.Trainer, pl_module: pl.LightningModule) -> str:
     """``epoch 3/10 train/loss 0.512 … arch/entropy 2.07 skip_connect 2 lr 0.0213``."""
     metrics = trainer.callback_metrics
-    parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
+    horizon = f"/{trainer.max_epochs}" if (trainer.max_epochs or -1) > 0 else ""
+    parts = [f"epoch {trainer.current_epoch + 1}{horizon}"]
     parts += [f"{k} {float(metrics[k]):.4f}" for k in METRICS if k in metrics]
     parts.append(f"arch/entropy {float(pl_module.arch_entropy()):.4f}")
     parts.append(f"skip_connect {pl_module.export().ops().count('skip_connect')}")

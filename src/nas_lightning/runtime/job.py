@@ -67,26 +67,32 @@ def _report(line: str, exc: BaseException | None = None) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _interrupted(ctx: JobContext, reason: str, code: int) -> JobOutcome:
+    ckpt = ctx.run_dir / "checkpoints" / "last.ckpt"
+    if ckpt.is_file():
+        line = (
+            f"Interrupted by {reason} (exit {code}); checkpoint saved to {ckpt}. "
+            f"The run can be resumed with: {resume_command(ctx, ckpt)}"
+        )
+    else:
+        line = f"Interrupted by {reason} (exit {code}) before any checkpoint was saved"
+    _report(line)
+    write_status(ctx.run_dir, "interrupted", line, code)
+    return JobOutcome("interrupted", code, error=line)
+
+
 def run_guarded(fn: Callable[[], Any], ctx: JobContext) -> JobOutcome:
     """Call ``fn`` (the search), record how it ended in ``ctx.run_dir/status.json``."""
     write_status(ctx.run_dir, "running")
     try:
         result = fn()
     except SIGTERMException:
-        ckpt = ctx.run_dir / "checkpoints" / "last.ckpt"
-        if ckpt.is_file():
-            line = (
-                f"Interrupted by SIGTERM (exit {SIGTERM_EXIT}); checkpoint saved to {ckpt}. "
-                f"The run can be resumed with: {resume_command(ctx, ckpt)}"
-            )
-        else:
-            line = (
-                f"Interrupted by SIGTERM (exit {SIGTERM_EXIT}) before any checkpoint was "
-                "saved; start the run again"
-            )
-        _report(line)
-        write_status(ctx.run_dir, "interrupted", line, SIGTERM_EXIT)
-        return JobOutcome("interrupted", SIGTERM_EXIT, error=line)
+        return _interrupted(ctx, "SIGTERM", SIGTERM_EXIT)
+    except KeyboardInterrupt:
+        return _interrupted(ctx, "Ctrl+C", 130)
+    except SystemExit as exc:  # Lightning turns Ctrl+C during fit into sys.exit(1)
+        code = exc.code if isinstance(exc.code, int) else 1
+        return _interrupted(ctx, f"exit {code}", code)
     except Exception as exc:  # every failure: one line, recorded
         where = ", ".join(str(p) for p in log_files(log)) or "no log file"
         line = f"Error: {describe(exc)} (traceback in {where})"
