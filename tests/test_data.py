@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
 import re
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from nas_lightning.data import CIFAR10DataModule, DigitsDataModule, SyntheticDataModule
+from nas_lightning.data import CIFAR10DataModule, DigitsDataModule, SyntheticDataModule, cifar10
 from nas_lightning.data.cifar10 import CIFAR10_MEAN, CIFAR10_STD, random_crop_flip
 
 N_PER_BATCH, N_TEST = 4, 6
@@ -204,6 +206,65 @@ def test_cifar_download_verify_extract_and_decode(tmp_path, archive):
     again = CIFAR10DataModule(str(tmp_path / "data"), download=False, url="http://127.0.0.1:9/")
     again.setup()
     assert len(again.test_set) == N_TEST
+
+
+@pytest.fixture
+def read_only_dir(tmp_path, monkeypatch):
+    """A directory nothing can be written to (root writes through mode bits, so for root the
+    writability probe is told the truth the mode bits state)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if os.geteuid() == 0:
+        probe = cifar10._is_writable
+        monkeypatch.setattr(cifar10, "_is_writable", lambda d: Path(d) != ro and probe(d))
+    yield ro
+    ro.chmod(0o755)
+
+
+def test_cifar_read_only_dir_with_the_archive_extracts_to_the_cache(
+    tmp_path, archive, read_only_dir, monkeypatch
+):
+    path, raw = archive
+    shutil.copy(path, read_only_dir / CIFAR10DataModule.archive_name)
+    read_only_dir.chmod(0o555)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    dm = CIFAR10DataModule(str(read_only_dir), download=False, md5=_md5(path), batch_size=4)
+    dm.setup()
+    cache = tmp_path / "cache" / "nas_lightning" / "cifar10" / _md5(path) / "cifar-10-batches-py"
+    assert dm.batches_dir == cache and (cache / "test_batch").is_file()
+    assert os.listdir(read_only_dir) == [CIFAR10DataModule.archive_name]  # nothing written
+    assert dm.test_set.labels.tolist() == raw["test_batch"][1].tolist()
+
+
+def test_cifar_read_only_dir_and_no_cache_say_where_to_point(
+    tmp_path, archive, read_only_dir, monkeypatch
+):
+    path, _ = archive
+    shutil.copy(path, read_only_dir / CIFAR10DataModule.archive_name)
+    read_only_dir.chmod(0o555)
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))  # cannot hold a directory
+    dm = CIFAR10DataModule(str(read_only_dir), download=False, md5=_md5(path))
+    archive_path = read_only_dir / CIFAR10DataModule.archive_name
+    with pytest.raises(RuntimeError) as err:
+        dm.setup()
+    assert str(err.value) == (
+        f"cannot extract {archive_path}: paths.data_dir={read_only_dir} is read-only and so is "
+        f"the cache {tmp_path / 'file' / 'nas_lightning' / 'cifar10' / _md5(path)} (Not a "
+        f"directory); extract it yourself (tar xzf {archive_path} -C <dir>) and set "
+        "paths.data_dir=<dir>, or set XDG_CACHE_HOME to a writable directory"
+    )
+
+
+def test_cifar_read_only_dir_without_archive(read_only_dir):
+    read_only_dir.chmod(0o555)
+    with pytest.raises(RuntimeError) as err:
+        CIFAR10DataModule(str(read_only_dir)).setup()
+    assert str(err.value) == (
+        f"paths.data_dir={read_only_dir} is read-only and holds no CIFAR-10 archive: copy "
+        f"cifar-10-python.tar.gz (from {CIFAR10DataModule.url}) there, or point paths.data_dir "
+        "at a writable directory"
+    )
 
 
 def test_cifar_missing_archive_without_download(tmp_path, archive):

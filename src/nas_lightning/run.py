@@ -1,14 +1,23 @@
-"""``run(cfg)``: the whole search from a composed config. The only module that knows Hydra."""
+"""``run(cfg)``: the whole search from a composed config. With ``__main__`` the only module
+that knows Hydra; run-level logic (resume, checks, errors) lives in ``nas_lightning.runtime``.
+"""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from hydra.utils import instantiate
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
+
+from nas_lightning.callbacks import EpochSummary, ResumeState, ScheduleHorizon
+from nas_lightning.runtime import settings_check
+from nas_lightning.runtime.console import route_lightning_logging
+from nas_lightning.runtime.resume_plan import plan_resume, prepare
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +43,28 @@ def objective(cfg: DictConfig | None, num_classes: int) -> dict[str, Any]:
     return {"loss": instantiate(cfg.loss), "metrics": metrics}
 
 
+def config_record(cfg: DictConfig) -> dict[str, Any]:
+    """The composed config as plain data, interpolations unresolved (as ``.hydra/config.yaml``)."""
+    record = OmegaConf.to_container(cfg, resolve=False)
+    record.pop("hydra", None)
+    return record
+
+
+def _choice(cfg: DictConfig, group: str) -> str:
+    """``darts`` for ``algo=darts`` (Hydra's choice when known, else the target's class)."""
+    if HydraConfig.initialized():
+        choice = HydraConfig.get().runtime.choices.get(group)
+        if choice:
+            return str(choice)
+    return str(cfg[group].get("_target_", "?")).rsplit(".", 1)[-1]
+
+
+def run_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    """On whatever ``callbacks=`` says: exact resume (RNG, config), the LR horizon rule on
+    resume, one log line per epoch."""
+    return [ResumeState(config_record(cfg)), ScheduleHorizon(), EpochSummary()]
+
+
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
     """Instantiate data → space (shaped by the data) → latency → algorithm → callbacks, loggers,
     trainer."""
@@ -47,9 +78,9 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
     )
     extra = objective(cfg.get("objective"), datamodule.num_classes)
     if cfg.get("latency") is not None:  # hardware-aware algorithms take a latency model
-        extra["latency"] = instantiate(cfg.latency)
+        extra["latency"] = build_latency(cfg, space)
     algo = instantiate(cfg.algo, space=space, **extra)
-    callbacks = instantiate_all(cfg.get("callbacks"))
+    callbacks = instantiate_all(cfg.get("callbacks")) + run_callbacks(cfg)
     if not cfg.trainer.get("enable_progress_bar", True):  # else Lightning refuses the rich bar
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = instantiate_all(cfg.get("logger"))
@@ -57,11 +88,48 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
     return datamodule, algo, trainer
 
 
+def build_latency(cfg: DictConfig, space: Any) -> Any:
+    """The latency model, refused now (not mid-epoch) if the algorithm takes none or a
+    measured table lacks an op of this space (another space or input size)."""
+    settings_check.check_takes_latency(
+        get_class(cfg.algo._target_), _choice(cfg, "algo"), _choice(cfg, "latency")
+    )
+    latency = instantiate(cfg.latency)
+    if hasattr(space, "latency_specs"):
+        from nas_lightning.latency.sampling import space_ops
+
+        settings_check.check_latency_covers(latency, space_ops(space))
+    return latency
+
+
+def preflight(cfg: DictConfig) -> None:
+    """Settings that cannot work or make the search pointless, refused before building."""
+    settings_check.check_epochs(
+        OmegaConf.to_container(cfg.trainer, resolve=True),
+        OmegaConf.to_container(cfg.algo, resolve=True),
+    )
+    optimisers = {
+        f"algo.{key}": (instantiate(node), OmegaConf.to_container(node, resolve=True))
+        for key, node in cfg.algo.items()
+        if key.endswith("optimizer") and isinstance(node, DictConfig) and "_target_" in node
+    }
+    settings_check.check_optimizers(optimisers)
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Fit the search and return its final metrics and genotype."""
+    """Fit the search (or continue it from ``ckpt_path``) and return its metrics and genotype."""
+    route_lightning_logging()
+    preflight(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
+    run_dir = Path(cfg.paths.output_dir)
+    task_dir = Path(cfg.paths.log_dir) / str(cfg.task_name)
+    resume = plan_resume(cfg.get("ckpt_path"), config_record(cfg), task_dir, run_dir)
     datamodule, algo, trainer = build(cfg)
+    if resume is not None and prepare(resume, algo, config_record(cfg), cfg.trainer.max_epochs):
+        algo.load_state_dict(resume.checkpoint["state_dict"])
+        log.info("genotype: %s", algo.export())
+        return {"metrics": {}, "genotype": algo.export().to_dict(), "output_dir": str(run_dir)}
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     log.info(
@@ -70,7 +138,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         sum(p.numel() for p in algo.weight_parameters()),
         sum(p.numel() for p in algo.arch_parameters()),
     )
-    trainer.fit(algo, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(algo, datamodule=datamodule, ckpt_path=resume.path if resume else None)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     genotype = algo.export()
     log.info("final metrics: %s", {k: round(v, 4) for k, v in sorted(metrics.items())})

@@ -1,6 +1,17 @@
-"""Callbacks that read the algorithm's ``export()`` / ``export_probs()`` (any space)."""
+"""Callbacks that read the algorithm's ``export()`` / ``export_probs()`` (any space), and the
+run-level ones that make a resume continue exactly (RNG, config, LR horizon)."""
 
+from nas_lightning.callbacks.epoch_summary import EpochSummary
 from nas_lightning.callbacks.genotype_writer import GenotypeWriter
 from nas_lightning.callbacks.heatmap import AlphaHeatmap, probs_figure
+from nas_lightning.callbacks.resume_state import ResumeState
+from nas_lightning.callbacks.schedule_horizon import ScheduleHorizon
 
-__all__ = ["AlphaHeatmap", "GenotypeWriter", "probs_figure"]
+__all__ = [
+    "AlphaHeatmap",
+    "EpochSummary",
+    "GenotypeWriter",
+    "ResumeState",
+    "ScheduleHorizon",
+    "probs_figure",
+]

@@ -14,7 +14,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import CombinedLoader
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 Transform = Callable[[Tensor], Tensor]
 
@@ -52,6 +52,37 @@ class SplitDataset(Dataset):
         return x, y
 
 
+class EpochShuffle(Sampler[int]):
+    """A shuffle whose order depends only on ``(seed, epoch)``.
+
+    A DataLoader's own generator advances once per epoch, so a run restarted from a checkpoint
+    would replay epoch 0's order. Lightning calls ``set_epoch`` before each epoch; without it
+    (plain iteration) each pass counts as the next epoch. ``worker_generator`` (the DataLoader's
+    ``generator``, which seeds its worker processes) is re-seeded per epoch as well, so worker
+    augmentations also replay after a restart.
+    """
+
+    def __init__(self, size: int, seed: int, worker_generator: torch.Generator | None = None):
+        self.size, self.seed, self.epoch = size, int(seed), 0
+        self.worker_generator = worker_generator
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if self.worker_generator is not None:
+            self.worker_generator.manual_seed(self._seed(1))
+
+    def _seed(self, stream: int) -> int:
+        return (self.seed * 1_000_003 + self.epoch * 2 + stream) % (2**63)
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self._seed(0)))
+        self.set_epoch(self.epoch + 1)  # a second pass without set_epoch gets a new order
+        return iter(order.tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
 class SearchDataModule(pl.LightningDataModule):
     """Base class: subclasses provide the data via :meth:`_load`, this class splits and serves it.
 
@@ -87,7 +118,6 @@ class SearchDataModule(pl.LightningDataModule):
         self.search_val: SplitDataset | None = None
         self.test_set: Dataset | None = None
         self._loaded = False
-        self._train_generators: tuple[torch.Generator, torch.Generator] | None = None
 
     # --- subclass interface -------------------------------------------------------------------
     @property
@@ -131,16 +161,9 @@ class SearchDataModule(pl.LightningDataModule):
         The ``"val"`` stream is shuffled but not augmented, as in the original DARTS code.
         """
         self._ensure_setup()
-        if self._train_generators is None:
-            # Kept across calls so that reloading dataloaders does not replay epoch one's order.
-            self._train_generators = (
-                torch.Generator().manual_seed(self.seed),
-                torch.Generator().manual_seed(self.seed + 1),
-            )
-        gen_train, gen_val = self._train_generators
         loaders = {
-            "train": self._loader(self.search_train, self.batch_size, gen_train),
-            "val": self._loader(self.search_val, self.batch_size, gen_val),
+            "train": self._loader(self.search_train, self.batch_size, self.seed),
+            "val": self._loader(self.search_val, self.batch_size, self.seed + 1),
         }
         return CombinedLoader(loaders, mode="max_size_cycle")
 
@@ -163,14 +186,14 @@ class SearchDataModule(pl.LightningDataModule):
         if not self._loaded:
             self.setup(None)
 
-    def _loader(
-        self, dataset: Dataset, batch_size: int, generator: torch.Generator | None
-    ) -> DataLoader:
-        shuffle = generator is not None
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle_seed: int | None) -> DataLoader:
+        """``shuffle_seed``: shuffle with :class:`EpochShuffle` (``None``: keep the order)."""
+        shuffle = shuffle_seed is not None
+        generator = torch.Generator() if shuffle else None
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=EpochShuffle(len(dataset), shuffle_seed, generator) if shuffle else None,
             # Dropping the ragged last batch keeps BatchNorm statistics sane during search,
             # but only when that would not drop everything.
             drop_last=shuffle and len(dataset) >= batch_size,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import tarfile
@@ -16,6 +17,8 @@ from torch.utils.data import Dataset
 
 from nas_lightning.data.base import SearchDataModule, Transform
 from nas_lightning.data.download import ensure_file
+
+log = logging.getLogger(__name__)
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -39,6 +42,15 @@ def random_crop_flip(x: Tensor, padding: int = 4, fill: Tensor | None = None) ->
     if torch.rand(()) < 0.5:
         out = out.flip(-1)
     return out.contiguous()
+
+
+def _is_writable(directory: Path) -> bool:
+    """Whether a file can be created in ``directory`` (tried, not guessed from mode bits)."""
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            return True
+    except OSError:
+        return False
 
 
 class _CIFARTensors(Dataset):
@@ -95,6 +107,7 @@ class CIFAR10DataModule(SearchDataModule):
             self.url = url
         if md5 is not None:
             self.md5 = md5.lower()
+        self._batches_dir: Path | None = None
 
     @property
     def num_classes(self) -> int:
@@ -110,7 +123,16 @@ class CIFAR10DataModule(SearchDataModule):
 
     @property
     def batches_dir(self) -> Path:
-        return self.data_dir / self.folder_name
+        """Where the decoded batches are: ``data_dir``, or the cache when ``data_dir`` is
+        read-only (see :meth:`_ensure_extracted`)."""
+        return self._batches_dir or self.data_dir / self.folder_name
+
+    @property
+    def cache_batches_dir(self) -> Path:
+        """Extraction target for a read-only ``data_dir``: ``$XDG_CACHE_HOME`` (default
+        ``~/.cache``) ``/nas_lightning/cifar10/<md5>/``, one folder per archive."""
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        return root / "nas_lightning" / "cifar10" / self.md5 / self.folder_name
 
     def prepare_data(self) -> None:
         """Download/extract on one process only (Lightning calls this on rank 0)."""
@@ -134,8 +156,20 @@ class CIFAR10DataModule(SearchDataModule):
     # --- files --------------------------------------------------------------------------------
     def _ensure_extracted(self) -> None:
         names = (*TRAIN_BATCHES, TEST_BATCH)
-        if all((self.batches_dir / n).is_file() for n in names):
-            return
+        for folder in (self.data_dir / self.folder_name, self.cache_batches_dir):
+            if all((folder / n).is_file() for n in names):
+                self._batches_dir = folder
+                return
+        if (
+            not self.archive_path.is_file()
+            and self.data_dir.is_dir()
+            and not _is_writable(self.data_dir)
+        ):
+            raise RuntimeError(
+                f"paths.data_dir={self.data_dir} is read-only and holds no CIFAR-10 archive: "
+                f"copy {self.archive_name} (from {self.url}) there, or point "
+                "paths.data_dir at a writable directory"
+            )
         ensure_file(
             self.archive_path,
             self.url,
@@ -144,12 +178,27 @@ class CIFAR10DataModule(SearchDataModule):
             allow_download=self.download,
             timeout=self.download_timeout,
         )
-        self._extract()
+        target = self.data_dir / self.folder_name
+        if not _is_writable(self.data_dir):
+            target = self.cache_batches_dir
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise RuntimeError(
+                    f"cannot extract {self.archive_path}: paths.data_dir={self.data_dir} is "
+                    f"read-only and so is the cache {target.parent} ({err.strerror}); extract "
+                    f"it yourself (tar xzf {self.archive_path} -C <dir>) and set "
+                    "paths.data_dir=<dir>, or set XDG_CACHE_HOME to a writable directory"
+                ) from err
+            log.info("%s is read-only: extracting CIFAR-10 to %s", self.data_dir, target)
+        self._extract(target)
+        self._batches_dir = target
 
-    def _extract(self) -> None:
-        """Extract into a temp dir, refusing path traversal, then move files in one by one."""
+    def _extract(self, target: Path) -> None:
+        """Extract into a temp dir beside ``target``, refusing path traversal, then move files
+        in one by one."""
         with (
-            tempfile.TemporaryDirectory(dir=self.data_dir) as tmp,
+            tempfile.TemporaryDirectory(dir=target.parent) as tmp,
             tarfile.open(self.archive_path, "r:gz") as tar,
         ):
             members = tar.getmembers()
@@ -171,9 +220,9 @@ class CIFAR10DataModule(SearchDataModule):
                     f"{self.archive_path} does not contain a '{self.folder_name}/' folder; "
                     "is it the CIFAR-10 python archive? Delete it and retry."
                 )
-            self.batches_dir.mkdir(parents=True, exist_ok=True)
+            target.mkdir(parents=True, exist_ok=True)
             for f in src.iterdir():
-                os.replace(f, self.batches_dir / f.name)
+                os.replace(f, target / f.name)
 
     def _read_batch(self, name: str) -> tuple[Tensor, Tensor]:
         """Decode one pickled batch: ``b"data"`` is uint8 [N, 3072] in R,G,B planes, row-major."""

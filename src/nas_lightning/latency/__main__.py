@@ -127,18 +127,32 @@ def _main(cfg: DictConfig) -> None:
     print(json.dumps({"command": cfg.command, **summary}))
 
 
+USAGE = (
+    f"usage: python -m nas_lightning.latency {{{','.join(COMMANDS)}}} [hydra overrides]\n"
+    "  profile  time every distinct op of the space: a latency LUT (out=lut.json)\n"
+    "  fit      learn a latency predictor from timed ops (out=predictor.json)\n"
+    "  check    rank sampled architectures by LUT/predictor against measured latency\n"
+    "The overrides are the search's (space=mobilenet debug=tiny ...) plus device=cpu, out=...;\n"
+    "'python -m nas_lightning.latency profile --help' lists every option."
+)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Pop the subcommand from ``argv`` (default ``sys.argv``) and hand the rest to Hydra."""
     argv = sys.argv if argv is None else argv
+    if len(argv) > 1 and argv[1] in ("-h", "--help"):
+        print(USAGE)
+        sys.exit(0)
     if len(argv) < 2 or argv[1] not in COMMANDS:
         got = argv[1] if len(argv) > 1 else "nothing"
-        usage = (
-            f"usage: python -m nas_lightning.latency {{{','.join(COMMANDS)}}} "
-            f"[hydra overrides, e.g. space=mobilenet device=cpu out=lut.json]\n"
-            f"expected a command first, got {got!r}; valid: {', '.join(COMMANDS)}"
+        print(
+            f"{USAGE}\nexpected a command first, got {got!r}; valid: {', '.join(COMMANDS)}",
+            file=sys.stderr,
         )
-        print(usage, file=sys.stderr)
-        sys.exit(0 if got in ("-h", "--help") else 2)
+        sys.exit(2)
+    from nas_lightning.runtime.rundir import register_resolvers
+
+    register_resolvers()  # the run directory of conf/hydra/default.yaml
     sys.argv = [argv[0], *argv[2:], f"command={argv[1]}"]
     _main()
 

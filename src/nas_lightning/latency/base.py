@@ -69,7 +69,15 @@ def read_measurement_file(path: str | Path, what: str, how_to_make: str) -> dict
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{what} {str(p)!r} does not exist; {how_to_make}")
-    return json.loads(p.read_text())
+    try:
+        data = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{what} {str(p)!r} is not valid JSON ({err}); {how_to_make}") from err
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{what} {str(p)!r} holds a JSON {type(data).__name__}, not an object; {how_to_make}"
+        )
+    return data
 
 
 def check_measured_with(

@@ -61,6 +61,23 @@ def profile_ops(ops: Iterable[OpDesc], batch_size: int = 1, **timing: Any) -> di
     return lut_entries(unique, {d.key(): t for d, t in zip(measured, timings, strict=True)})
 
 
+def checked_entries(entries: Any, path: Path) -> dict[str, dict]:
+    """The ``entries`` table of a LUT file, refused (naming the file and the entry) unless
+    every entry has a numeric ``median_ms``."""
+    fix = f"rebuild it with: {REBUILD}{path}"
+    if not isinstance(entries, dict):
+        got = "no 'entries'" if entries is None else f"'entries' of type {type(entries).__name__}"
+        raise ValueError(f"latency LUT {str(path)!r} has {got} (expected an object); {fix}")
+    for key, entry in entries.items():
+        ms = entry.get("median_ms") if isinstance(entry, dict) else None
+        if isinstance(ms, bool) or not isinstance(ms, (int, float)):
+            raise ValueError(
+                f"latency LUT {str(path)!r}: entry {key!r} has median_ms={ms!r}, expected a "
+                f"number; {fix}"
+            )
+    return entries
+
+
 class LatencyLUT(CalibratedLatency):
     """``op_latency_ms(desc)``: the table's median for ``desc.key()`` (then calibrated)."""
 
@@ -95,7 +112,7 @@ class LatencyLUT(CalibratedLatency):
                 f"{data.get('format')!r}, expected {FORMAT!r})"
             )
         lut = cls(
-            data["entries"],
+            checked_entries(data.get("entries"), p),
             data.get("meta"),
             Calibration.from_dict(data.get("calibration")),
             str(p),
