@@ -109,8 +109,12 @@ def test_bad_values_are_named(compose_cfg, override, match):
         build(cfg)
 
 
-def test_wandb_logger_offline_needs_no_login(compose_cfg, monkeypatch):
+def test_wandb_logger_offline_needs_no_login(compose_cfg, monkeypatch, tmp_path):
+    import wandb
+
+    wandb.teardown()  # independent of W&B state other tests left in this process
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb_config"))
     cfg = compose_cfg("logger=wandb", "logger.offline=true")
     (logger,) = instantiate_all(cfg.logger)
     logger.log_metrics({"train/loss": 1.0}, step=0)  # starts an offline run, no network
