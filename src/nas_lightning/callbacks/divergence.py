@@ -30,10 +30,11 @@ def all_finite(tensors: Iterable[Tensor]) -> bool:
     """One fused check, one device sync: the 1-norm of every tensor is finite (NaN and inf
     propagate; unlike the 2-norm it overflows only when Σ|x| > 3e38 in float32, and the
     detailed per-tensor pass that follows a failure then finds nothing and the run goes on)."""
-    ts = [t.detach() for t in tensors if t.numel()]
+    ts = [t for t in tensors if t.numel()]
     if not ts:
         return True
-    norms = torch._foreach_norm(ts, 1)
+    with torch.no_grad():
+        norms = torch._foreach_norm(ts, 1)
     if len({n.dtype for n in norms}) > 1:
         norms = [n.double() for n in norms]
     return bool(torch.isfinite(torch.stack(norms)).all())
@@ -53,7 +54,7 @@ class DivergenceGuard(pl.Callback):
     """Raise :class:`DivergenceError` naming the epoch, global step and quantity."""
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        arch = {id(p) for p in pl_module.arch_parameters()}
+        arch = {id(p) for p in getattr(pl_module, "arch_parameters", list)()}
         named = list(pl_module.named_parameters())
         self._alpha: Named = [(n, p) for n, p in named if id(p) in arch]
         self._weights: Named = [(n, p) for n, p in named if id(p) not in arch]
