@@ -53,10 +53,13 @@ def test_all_finite_is_one_check_over_many_tensors():
     assert not all_finite([torch.tensor([-math.inf])])
 
 
-def _guard_on(weight: torch.Tensor, grad_clip=0.0):
+def _guard_on(weight: torch.Tensor, grad_clip=0.0, bn_var=1.0):
     module = torch.nn.Module()
     module.alpha = torch.nn.Parameter(torch.zeros(2, 3))
     module.w = torch.nn.Parameter(weight)
+    module.register_buffer("baseline", torch.tensor(math.nan))  # NaN = unset: not a statistic
+    module.bn = torch.nn.BatchNorm1d(2)
+    module.bn.running_var.fill_(bn_var)
     module.arch_parameters = lambda: [module.alpha]
     module.grad_clip = grad_clip
     opts = [torch.optim.SGD([module.w], lr=0.5), torch.optim.Adam([module.alpha], lr=0.1)]
@@ -68,6 +71,10 @@ def _guard_on(weight: torch.Tensor, grad_clip=0.0):
 
 def test_guard_names_the_tensor_and_the_learning_rates():
     _guard_on(torch.full((10,), 1e38))  # finite values whose 1-norm overflows: no error
+    with pytest.raises(
+        DivergenceError, match=r"non-finite BatchNorm statistics \(bn.running_var\)"
+    ):
+        _guard_on(torch.ones(2), bn_var=math.inf)
     with pytest.raises(DivergenceError) as err:
         _guard_on(torch.tensor([1.0, math.inf]))
     assert str(err.value).startswith(

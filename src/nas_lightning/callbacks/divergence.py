@@ -18,6 +18,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
+from torch.nn.modules.batchnorm import _NormBase
 
 Named = list[tuple[str, Tensor]]
 
@@ -58,8 +59,13 @@ class DivergenceGuard(pl.Callback):
         named = list(pl_module.named_parameters())
         self._alpha: Named = [(n, p) for n, p in named if id(p) in arch]
         self._weights: Named = [(n, p) for n, p in named if id(p) not in arch]
+        # running statistics only: other buffers may hold NaN on purpose (an unset baseline)
         self._buffers: Named = [
-            (n, b) for n, b in pl_module.named_buffers() if b.is_floating_point()
+            (f"{m_name}.{stat}", getattr(m, stat))
+            for m_name, m in pl_module.named_modules()
+            if isinstance(m, _NormBase)
+            for stat in ("running_mean", "running_var")
+            if getattr(m, stat, None) is not None
         ]
 
     def _groups(self, loss: Tensor | None) -> list[tuple[str, Named]]:
