@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from nas_lightning.genotype_checks import GenotypeError, Where, check_blocks, check_cell
 from nas_lightning.ops.registry import ZERO
 
 Gene = list[tuple[str, int]]
@@ -33,6 +34,16 @@ class CellGenotype:
     def ops(self) -> list[str]:
         """Every chosen op, normal cell first (used e.g. to count skip connections)."""
         return [op for op, _ in self.normal] + [op for op, _ in self.reduce]
+
+    def decisions(self) -> list[tuple[tuple[str, int], ...]]:
+        """One entry per node (normal cell first): its ``(op, input)`` choices, sorted, since
+        :func:`derive_cell` orders a node's inputs by strength, not by identity."""
+        out = []
+        for gene, concat in ((self.normal, self.normal_concat), (self.reduce, self.reduce_concat)):
+            nodes = max(concat, default=1) - 1  # the last node is always concatenated
+            k = max(1, len(gene) // max(nodes, 1))
+            out += [tuple(sorted(gene[i : i + k])) for i in range(0, len(gene), k)]
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +95,10 @@ class BlockGenotype:
     def ops(self) -> list[str]:
         return list(self.blocks)
 
+    def decisions(self) -> list[tuple[str]]:
+        """One entry per block: its op."""
+        return [(op,) for op in self.blocks]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "type": self.kind,
@@ -113,6 +128,7 @@ class BlockGenotype:
 
 
 GENOTYPE_TYPES: dict[str, Any] = {"darts_cnn": CellGenotype, "proxyless": BlockGenotype}
+GENOTYPE_CHECKS: dict[str, Any] = {"darts_cnn": check_cell, "proxyless": check_blocks}
 
 
 def derive_cell(probs: torch.Tensor, op_names: Sequence[str], nodes: int, k: int = 2) -> Gene:
@@ -153,13 +169,41 @@ def save_genotype(genotype: Any, path: str | Path) -> None:
     Path(path).write_text(json.dumps(genotype.to_dict(), indent=2) + "\n")
 
 
-def genotype_from_dict(d: dict[str, Any]) -> Any:
-    kind = d.get("type") if isinstance(d, dict) else None
+def genotype_from_dict(
+    d: dict[str, Any],
+    ops: Sequence[str] | Sequence[Sequence[str]] | None = None,
+    nodes: int | None = None,
+    k: int | None = None,
+    where: Where | None = None,
+) -> Any:
+    """Validate (see :mod:`nas_lightning.genotype_checks`) and build a genotype. ``ops``,
+    ``nodes`` and ``k`` hold it to a space's rules (``nodes``/``k``: cell genotypes only; block
+    genotypes take ``ops`` per block); by default its own implied shape and the op registry."""
+    where = where or Where()
+    if not isinstance(d, dict):
+        where.fail((), f"a genotype is a JSON object with a 'type' field, not {type(d).__name__}")
+    kind = d.get("type")
     if kind not in GENOTYPE_TYPES:
-        raise ValueError(f"unknown genotype type {kind!r}; valid types: {sorted(GENOTYPE_TYPES)}")
+        where.fail(
+            ("type",), f"unknown genotype type {kind!r}; valid types: {sorted(GENOTYPE_TYPES)}"
+        )
+    GENOTYPE_CHECKS[kind](d, where, ops=ops, nodes=nodes, k=k)
     return GENOTYPE_TYPES[kind].from_dict(d)
 
 
-def load_genotype(path: str | Path) -> Any:
-    """Read a genotype written by :func:`save_genotype` (e.g. for a retrain step)."""
-    return genotype_from_dict(json.loads(Path(path).read_text()))
+def load_genotype(
+    path: str | Path,
+    ops: Sequence[str] | Sequence[Sequence[str]] | None = None,
+    nodes: int | None = None,
+    k: int | None = None,
+) -> Any:
+    """Read and validate a genotype written by :func:`save_genotype` (e.g. for a retrain step);
+    errors name the file and line. See :func:`genotype_from_dict` for ``ops``/``nodes``/``k``."""
+    text = Path(path).read_text()
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise GenotypeError(
+            f"{path}:{e.lineno}: not valid JSON: {e.msg} (column {e.colno})"
+        ) from None
+    return genotype_from_dict(d, ops, nodes, k, where=Where(str(path), text))
