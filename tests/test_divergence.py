@@ -127,7 +127,7 @@ def test_divergence_in_epoch_1_keeps_epoch_0_files(compose_cfg, tmp_path, one_th
     msg, trainer = _fit_until_diverged(cfg, prepare)
     assert trainer.global_step == 8  # 3 batches of epoch 0, then batch 0 of epoch 1: 2 steps each
     assert msg.startswith("diverged at epoch 1, global step 8 (training batch 0): non-finite ")
-    assert "α (space.alpha_normal, space.alpha_reduce)" in msg
+    assert "α (mixing.alpha.normal, mixing.alpha.reduce)" in msg
     assert "train/loss" in msg and "weight gradient (" in msg and "algo.arch_optimizer.lr" in msg
 
     run = tmp_path / "run"

@@ -1,9 +1,10 @@
 """Per-epoch collapse diagnostics: skip connections, α entropy, genotype flips.
 
 DARTS collapses towards parameter-free ops (skip connections) while α's entropy stays high and
-the derived genotype keeps changing; these cheap scalars show it per epoch. The algorithm may
-offer its own extra scalars through ``pl_module.diagnostics()`` (a dict), which replace the
-generic skip-connection count.
+the derived genotype keeps changing; these cheap scalars show it per epoch. Every search
+algorithm logs ``arch/entropy`` and its own ``diagnostics()`` (DARTS: ``arch/skip_count``)
+itself, so the default config switches those two off here; for a module that does not, this
+callback logs them (``diagnostics()`` when offered, else the generic skip-connection count).
 """
 
 from __future__ import annotations
