@@ -5,6 +5,7 @@ import json
 import re
 
 import pytest
+import torch
 
 from nas_lightning.genotype import (
     BlockGenotype,
@@ -156,8 +157,9 @@ def test_valid_genotypes_load(tmp_path):
     g = load_genotype(path)
     assert isinstance(g, CellGenotype) and g.normal[7] == ("dil_conv_3x3", 2)
     space = CNNSearchSpace(1, 10, 4, 3, nodes=3, k=1)  # 3 nodes, one input each
-    save_genotype(space.export(), path)
-    assert load_genotype(path) == space.export() == load_genotype(path, nodes=3, k=1)
+    g = space.sample_genotype(torch.Generator().manual_seed(0))
+    save_genotype(g, path)
+    assert load_genotype(path) == g == load_genotype(path, nodes=3, k=1)
 
 
 def test_space_rules_as_arguments(tmp_path):
@@ -192,9 +194,10 @@ def test_space_rules_as_arguments(tmp_path):
 def test_block_genotypes(tmp_path):
     space = MobileNetSearchSpace(**TINY)  # 4 blocks: s0b0 (stride 2), s0b1, s1b0 (stride 2), s1b1
     path = tmp_path / "g.json"
-    save_genotype(space.export(), path)
+    g = space.sample_genotype(torch.Generator().manual_seed(0))
+    save_genotype(g, path)
     assert isinstance(load_genotype(path, ops=space.op_names_per_block()), BlockGenotype)
-    d = space.export().to_dict()
+    d = g.to_dict()
     d["blocks"][2] = "mbconv_k9_e6"
     path.write_text(json.dumps(d, indent=2))
     with pytest.raises(GenotypeError) as err:

@@ -100,7 +100,7 @@ def _int(value: Any, path: JsonPath, what: str, where: Where) -> int:
 
 
 def _cell_ops(ops: Sequence[str] | None) -> list[str]:
-    names = [canonical_name(str(o)) for o in (available_ops() if ops is None else ops)]
+    names = [canonical_name(str(o)) for o in (available_ops("cell") if ops is None else ops)]
     return [n for n in names if n != ZERO]
 
 
