@@ -11,7 +11,10 @@ CONFIG_NAME = "search"
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> float | None:
-    from nas_lightning.run import run  # imported here so --help stays fast
+    if cfg.get("task") == "retrain":  # imported here so --help stays fast
+        from nas_lightning.retrain.run import run_retrain as run
+    else:
+        from nas_lightning.run import run
 
     result = run(cfg)
     metric = cfg.get("optimized_metric")

@@ -163,3 +163,9 @@ def genotype_from_dict(d: dict[str, Any]) -> Any:
 def load_genotype(path: str | Path) -> Any:
     """Read a genotype written by :func:`save_genotype` (e.g. for a retrain step)."""
     return genotype_from_dict(json.loads(Path(path).read_text()))
+
+
+if __name__ == "__main__":  # python -m nas_lightning.genotype show <genotype.json>
+    from nas_lightning.genotype_show import main
+
+    raise SystemExit(main())
