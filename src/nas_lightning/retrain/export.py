@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,30 @@ INSTALL_HINT = 'pip install -e ".[export]"'
 def missing_export_modules() -> list[str]:
     """The modules of the ``export`` extra that are not installed (empty: export works)."""
     return [m for m in EXPORT_MODULES if importlib.util.find_spec(m) is None]
+
+
+def _export(net: nn.Module, x: torch.Tensor, path: Path) -> np.ndarray:
+    """``torch.onnx.export`` quietly; returns torch's logits for ``x``."""
+    quiet = [logging.getLogger(name) for name in ("onnx_ir", "onnxscript")]
+    levels = [q.level for q in quiet]
+    for q in quiet:  # their INFO lines (one per folded initializer) flood the run's log
+        q.setLevel(logging.WARNING)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # exporter deprecation chatter, not this model's
+            torch.onnx.export(
+                net,
+                (x,),
+                str(path),
+                input_names=["input"],
+                output_names=["logits"],
+                external_data=False,  # one self-contained file (the weights inside)
+                verbose=False,
+            )
+            return net(x).numpy()
+    finally:
+        for q, level in zip(quiet, levels, strict=True):
+            q.setLevel(level)
 
 
 def export_onnx(
@@ -44,18 +69,7 @@ def export_onnx(
     net = copy.deepcopy(module).cpu().eval()
     x = torch.randn(tuple(input_shape), generator=torch.Generator().manual_seed(seed))
     path = Path(path)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # exporter deprecation chatter, not about this model
-        torch.onnx.export(
-            net,
-            (x,),
-            str(path),
-            input_names=["input"],
-            output_names=["logits"],
-            external_data=False,  # one self-contained file (the weights inside)
-            verbose=False,
-        )
-        expected = net(x).numpy()
+    expected = _export(net, x, path)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     max_diff = float(np.abs(got - expected).max())
