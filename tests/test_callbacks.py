@@ -57,10 +57,17 @@ def test_callbacks_write_history_latest_genotype_and_pngs(tmp_path):
 
 
 def tiny_darts():
-    """A DARTS space behind the algorithm's read API, and its α (re-point here after issue 7)."""
-    space = CNNSearchSpace(1, 10, 4, 3)
-    module = SimpleNamespace(export=space.export, export_probs=space.export_probs)
-    return module, list(space.arch_parameters())
+    """A tiny DARTS search module (read through export / export_probs) and its α
+    ``[normal, reduce]``."""
+    from functools import partial
+
+    import torch
+
+    from nas_lightning.algos import DartsSearch
+
+    sgd = partial(torch.optim.SGD, lr=0.1)
+    module = DartsSearch(CNNSearchSpace(1, 10, 4, 3), sgd, sgd)
+    return module, module.arch_parameters()
 
 
 def test_heatmap_scale_is_anchored_at_uniform_and_title_prints_the_spread():

@@ -9,7 +9,7 @@ import pytest
 from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.patches import FancyArrowPatch
 from mobilenet_tiny import TINY
-from test_models import DARTS_V2
+from test_models import DARTS_V2, tiny_block_genotype
 
 from nas_lightning.callbacks import CellDiagram
 from nas_lightning.diagram import genotype_figure, write_diagram
@@ -52,7 +52,7 @@ def test_diagram_png_is_written(tmp_path):
 
 
 def test_block_genotype_strip_and_text(one_thread):
-    genotype = MobileNetSearchSpace(**TINY).export()
+    genotype = tiny_block_genotype(MobileNetSearchSpace(**TINY))
     genotype.blocks[1] = "zero"
     fig = genotype_figure(genotype)
     blocks = _texts(fig.axes[0], "block:")

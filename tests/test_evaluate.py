@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 from mobilenet_tiny import TINY
-from test_models import DARTS_V2
+from test_models import DARTS_V2, tiny_block_genotype
 from test_retrain import TINY_RETRAIN
 
 from nas_lightning.evaluate.report import summarise
@@ -41,7 +41,7 @@ def test_random_cell_genotypes_honour_the_derivation_constraints(nodes, k):
 def test_random_block_genotypes_pick_one_candidate_per_block(one_thread):
     space = MobileNetSearchSpace(**TINY)
     candidates = space.op_names_per_block()
-    searched = space.export()
+    searched = tiny_block_genotype(space)
     samples = sample_like(searched, 200, seed=3)
     seen = [set() for _ in candidates]
     for g in samples:

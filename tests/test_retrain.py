@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from conftest import FAST
 from mobilenet_tiny import TINY
-from test_models import DARTS_V2
+from test_models import DARTS_V2, tiny_block_genotype
 from torch import nn
 
 from nas_lightning.genotype import save_genotype
@@ -104,7 +104,8 @@ def test_darts_retrain_end_to_end(compose_cfg, tmp_path):
 
 def test_mobilenet_retrain_with_label_smoothing(compose_cfg, tmp_path, one_thread):
     space = MobileNetSearchSpace(**{**TINY, "num_classes": 10})
-    save_genotype(space.export(), tmp_path / "genotype.json")
+    genotype = tiny_block_genotype(space)
+    save_genotype(genotype, tmp_path / "genotype.json")
     cfg = compose_cfg(
         *TINY_RETRAIN,
         *FAST,
@@ -115,7 +116,7 @@ def test_mobilenet_retrain_with_label_smoothing(compose_cfg, tmp_path, one_threa
     )
     result = run_retrain(cfg)["result"]
     assert result["genotype"]["type"] == "proxyless" and result["aux_params_M"] == 0
-    reference = space.single_path(space.export())
+    reference = space.single_path(genotype)
     assert result["params_M"] == sum(p.numel() for p in reference.parameters()) / 1e6
     assert (
         0.0 <= result["test_acc"] <= 1.0 and result["onnx"] == "skipped: retrain.export_onnx=false"
