@@ -64,6 +64,7 @@ def tiny_darts():
     import torch
 
     from nas_lightning.algos import DartsSearch
+    from nas_lightning.spaces import CNNSearchSpace
 
     sgd = partial(torch.optim.SGD, lr=0.1)
     module = DartsSearch(CNNSearchSpace(1, 10, 4, 3), sgd, sgd)
