@@ -108,3 +108,11 @@ def test_evaluate_retrains_searched_and_random_under_one_protocol(compose_cfg, t
     assert len(results) == 3 and all(r["seed"] == 3 and r["epochs"] == 1 for r in results)
     genotypes = [r["genotype"] for r in results]
     assert DARTS_V2.to_dict() in genotypes and len({json.dumps(g) for g in genotypes}) == 3
+
+
+def test_evaluate_without_a_genotype_says_what_to_add(compose_cfg, tmp_path):
+    from nas_lightning.evaluate.__main__ import evaluate
+
+    cfg = compose_cfg(*TINY_RETRAIN, config_name="evaluate")
+    with pytest.raises(ValueError, match="no searched genotype: add genotype=<genotype.json"):
+        evaluate(cfg, tmp_path)

@@ -18,7 +18,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, ListConfig, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 CONFIG_PATH = "pkg://nas_lightning.conf"
 CONFIG_NAME = "evaluate"
@@ -47,7 +47,8 @@ def evaluate(cfg: DictConfig, out: Path) -> dict[str, Any]:
     from nas_lightning.retrain.run import genotype_file, run_retrain
 
     start = time.perf_counter()
-    searched = [load_genotype(genotype_file(p)) for p in searched_paths(cfg.genotype)]
+    given = None if OmegaConf.is_missing(cfg, "genotype") else cfg.genotype
+    searched = [load_genotype(genotype_file(p)) for p in searched_paths(given)]
     ops = list(cfg.space.ops) if "ops" in cfg.space else None
     k = cfg.space.get("k")
     randoms = sample_like(searched[0], int(cfg.n_random), int(cfg.sample_seed), ops, k)
