@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 import statistics
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,8 @@ def strip_plot(rows: list[dict[str, Any]], path: Path) -> Path:
     genotypes = per_genotype(rows)
     fig, ax = plt.subplots(figsize=(4.5, 4.0))
     rnd = [g for g in genotypes if g["kind"] == "random"]
-    xs = [0.9 + 0.2 * (i + 0.5) / max(len(rnd), 1) for i in range(len(rnd))]
+    jitter = random.Random(0)  # fixed horizontal jitter: x carries no meaning
+    xs = [1.0 + jitter.uniform(-0.12, 0.12) for _ in rnd]
     ax.scatter(xs, [g["test_acc"] for g in rnd], color="#4c72b0", label="random", zorder=2)
     for g in genotypes:
         if g["kind"] == "searched":
