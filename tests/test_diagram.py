@@ -1,7 +1,5 @@
 """Genotype pictures and text: the cell diagram, the block strip, the callback, the show CLI."""
 
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -9,6 +7,7 @@ import pytest
 from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.patches import FancyArrowPatch
 from mobilenet_tiny import TINY
+from test_cli import _run
 from test_models import DARTS_V2, tiny_block_genotype
 
 from nas_lightning.callbacks import CellDiagram
@@ -112,12 +111,6 @@ def test_show_prints_and_writes_the_diagram(tmp_path, capsys):
 @pytest.mark.slow
 def test_python_m_genotype_show(tmp_path):
     save_genotype(DARTS_V2, tmp_path / "genotype.json")
-    proc = subprocess.run(
-        [sys.executable, "-m", "nas_lightning.genotype", "show", str(tmp_path / "genotype.json")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = _run(["-m", "nas_lightning.genotype", "show", str(tmp_path / "genotype.json")], tmp_path)
     assert "node 0 = sep_conv_3x3(c_{k-2}) + sep_conv_3x3(c_{k-1})" in proc.stdout
     assert (tmp_path / "genotype.png").is_file()

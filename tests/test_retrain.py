@@ -2,15 +2,13 @@
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import FAST
 from mobilenet_tiny import TINY
+from test_cli import _run
 from test_models import DARTS_V2, tiny_block_genotype
 from torch import nn
 
@@ -162,15 +160,7 @@ def test_cli_dispatches_task_retrain(tmp_path):
     save_genotype(DARTS_V2, tmp_path / "genotype.json")
     run_dir = tmp_path / "run"
     args = [*TINY_RETRAIN, "trainer.max_epochs=1", f"genotype={tmp_path}"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "nas_lightning", *args, f"hydra.run.dir={run_dir}"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=os.environ,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _run(["-m", "nas_lightning", *args, f"hydra.run.dir={run_dir}"], tmp_path)
     result = json.loads((run_dir / "result.json").read_text())
     assert result["epochs"] == 1 and 0 <= result["test_acc"] <= 1
     assert (run_dir / "genotype.png").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
