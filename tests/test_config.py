@@ -22,6 +22,7 @@ GROUPS = [
     "debug",
     "experiment",
     "latency",
+    "task",
 ]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 # options that only make sense together with another choice
@@ -123,3 +124,20 @@ def test_wandb_logger_offline_needs_no_login(compose_cfg, monkeypatch, tmp_path)
         or str(cfg.paths.output_dir) in logger.experiment.dir
     )
     logger.experiment.finish()
+
+
+def test_retrain_presets_follow_the_darts_protocol(compose_cfg):
+    assert compose_cfg().task == "search"
+    cfg = compose_cfg("experiment=darts_cifar10_retrain")
+    assert cfg.task == "retrain" and cfg.dataset._target_.endswith("CIFAR10DataModule")
+    model, module = cfg.retrain.model, cfg.retrain.module
+    assert (model.init_channels, model.layers, model.auxiliary) == (36, 20, True)
+    assert (module.auxiliary_weight, module.drop_path_prob, module.grad_clip) == (0.4, 0.2, 5.0)
+    assert (cfg.trainer.max_epochs, cfg.dataset.batch_size, cfg.dataset.cutout) == (600, 96, 16)
+    assert cfg.dataset.train_split == "full" and cfg.trainer.accelerator == "gpu"
+    assert module.optimizer.lr == 0.025 and module.optimizer.weight_decay == 3e-4
+    assert module.scheduler.T_max == 600 and module.scheduler.eta_min == 0.0
+    digits = compose_cfg("experiment=darts_digits_retrain")
+    assert digits.task == "retrain" and digits.trainer.accelerator == "cpu"
+    assert "cell_diagram" in digits.callbacks and "alpha_heatmap" not in digits.callbacks
+    assert "cell_diagram" in compose_cfg().callbacks  # the search draws its genotype too

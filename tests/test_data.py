@@ -384,3 +384,49 @@ def test_dataset_configs_spell_out_constructor_defaults(tmp_path, name):
         assert dm.data_dir == tmp_path and list(tmp_path.iterdir()) == []
     if name == "synthetic":
         assert dm.input_shape == (3, 32, 32) and dm.batch_size == 32
+
+
+def test_full_split_trains_on_the_whole_pool_without_changing_the_search_split():
+    search, full = DigitsDataModule(seed=5), DigitsDataModule(seed=5, train_split="full")
+    search.setup(), full.setup()
+    assert full.search_train.indices == search.search_train.indices  # search split untouched
+    pool = set(search.search_train.indices) | set(search.search_val.indices)
+    assert sorted(full.full_train.indices) == sorted(pool) == list(range(1797 - 360))
+    loader = full.train_dataloader()
+    x, y = next(iter(loader))  # plain (x, y) batches, not the search dict
+    assert x.shape == (64, 1, 8, 8) and y.shape == (64,)
+    assert len(loader) == (1797 - 360) // 64
+    assert sum(len(y) for _, y in full.test_dataloader()) == 360
+    with pytest.raises(ValueError, match="train_split='all'.*valid: search, full"):
+        DigitsDataModule(train_split="all")
+
+
+def test_cutout_erases_one_clipped_square():
+    from nas_lightning.data.augment import Cutout
+
+    torch.manual_seed(0)
+    sizes = set()
+    for _ in range(50):
+        out = Cutout(4)(torch.ones(2, 8, 8))
+        zero = (out == 0).all(0)  # the same square in every channel
+        assert ((out == 0).any(0) == zero).all()
+        rows, cols = zero.any(1).nonzero().flatten(), zero.any(0).nonzero().flatten()
+        assert zero.sum() == len(rows) * len(cols)  # a rectangle
+        assert 1 <= len(rows) <= 4 and 1 <= len(cols) <= 4  # clipped at the borders
+        sizes.add((len(rows), len(cols)))
+    assert (4, 4) in sizes and len(sizes) > 1
+    x = torch.randn(1, 8, 8)
+    assert torch.equal(Cutout(0)(x), x)
+    with pytest.raises(ValueError, match="cutout length.*-1"):
+        Cutout(-1)
+
+
+def test_cutout_applies_to_training_images_only():
+    dm = DigitsDataModule(cutout=3, train_split="full")
+    dm.setup()
+    torch.manual_seed(0)
+    i = dm.full_train.indices[0]
+    clean = dm.full_train.dataset[i][0]
+    erased = dm.full_train[0][0]
+    assert (erased != clean).any() and ((erased == clean) | (erased == 0)).all()
+    assert dm.search_val.transform is None

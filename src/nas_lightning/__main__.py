@@ -25,7 +25,10 @@ FAILED_JOBS: list[str] = []  # multirun jobs that failed, reported when the swee
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
 def search(cfg: DictConfig) -> float | None:
-    from nas_lightning.run import run  # imported here so --help stays fast
+    if cfg.get("task") == "retrain":  # imported here so --help stays fast
+        from nas_lightning.retrain.run import run_retrain as run
+    else:
+        from nas_lightning.run import run
     from nas_lightning.runtime.job import JobContext, run_guarded
 
     hc = HydraConfig.get()

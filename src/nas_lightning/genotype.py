@@ -207,3 +207,9 @@ def load_genotype(
             f"{path}:{e.lineno}: not valid JSON: {e.msg} (column {e.colno})"
         ) from None
     return genotype_from_dict(d, ops, nodes, k, where=Where(str(path), text))
+
+
+if __name__ == "__main__":  # python -m nas_lightning.genotype show <genotype.json>
+    from nas_lightning.genotype_show import main
+
+    raise SystemExit(main())

@@ -4,6 +4,9 @@ DARTS-style bilevel search optimises the network weights on one half of the trai
 ("search-train") and the architecture parameters on the other half ("search-val"), so every
 training step needs a batch from *both* halves.  :class:`SearchDataModule` owns that split and
 hands Lightning a :class:`CombinedLoader` yielding ``{"train": (x, y), "val": (x, y)}``.
+
+A retrain of a derived network (``train_split="full"``) instead trains on the whole pool (both
+halves, augmented) with plain ``(x, y)`` batches and is evaluated on the held-out test set.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from lightning.pytorch.utilities import CombinedLoader
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from nas_lightning.data.augment import Chain, Cutout
+
 Transform = Callable[[Tensor], Tensor]
+TRAIN_SPLITS = ("search", "full")
 
 
 def check_int(name: str, value: object, minimum: int = 1, allow_none: bool = False) -> None:
@@ -98,6 +104,8 @@ class SearchDataModule(pl.LightningDataModule):
         seed: int = 0,
         eval_batch_size: int | None = None,
         pin_memory: bool = False,
+        cutout: int = 0,
+        train_split: str = "search",
     ) -> None:
         super().__init__()
         check_int("batch_size", batch_size)
@@ -108,6 +116,13 @@ class SearchDataModule(pl.LightningDataModule):
             )
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers!r}")
+        if train_split not in TRAIN_SPLITS:
+            raise ValueError(
+                f"train_split={train_split!r} is invalid; valid: {', '.join(TRAIN_SPLITS)} "
+                "(search: the two search halves; full: the whole pool, for a retrain)"
+            )
+        self.cutout = Cutout(cutout)
+        self.train_split = train_split
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size if eval_batch_size is not None else batch_size
         self.train_portion = float(train_portion)
@@ -116,6 +131,7 @@ class SearchDataModule(pl.LightningDataModule):
         self.pin_memory = pin_memory
         self.search_train: SplitDataset | None = None
         self.search_val: SplitDataset | None = None
+        self.full_train: SplitDataset | None = None
         self.test_set: Dataset | None = None
         self._loaded = False
 
@@ -133,7 +149,9 @@ class SearchDataModule(pl.LightningDataModule):
         raise NotImplementedError
 
     def _train_transform(self) -> Transform | None:
-        """Augmentation for the search-train split only; ``None`` means no augmentation."""
+        """Augmentation of the training split (search-train, or the full pool of a retrain)
+        before cutout; ``None`` means none. The architecture ("val") stream is never augmented.
+        """
         return None
 
     # --- Lightning hooks ----------------------------------------------------------------------
@@ -150,17 +168,23 @@ class SearchDataModule(pl.LightningDataModule):
                 f"{n} samples; use more samples or a different train_portion"
             )
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)).tolist()
-        self.search_train = SplitDataset(full, perm[:n_train], self._train_transform())
+        augment = Chain(self._train_transform(), self.cutout if self.cutout.length else None)
+        augment = augment if augment.transforms else None
+        self.search_train = SplitDataset(full, perm[:n_train], augment)
+        self.full_train = SplitDataset(full, perm, augment)
         self.search_val = SplitDataset(full, perm[n_train:])
         self.test_set = test
         self._loaded = True
 
-    def train_dataloader(self) -> CombinedLoader:
+    def train_dataloader(self) -> CombinedLoader | DataLoader:
         """Both search halves, cycled to the longer one, so each step gets weights+arch batches.
 
         The ``"val"`` stream is shuffled but not augmented, as in the original DARTS code.
+        With ``train_split="full"``: one shuffled, augmented loader over the whole pool.
         """
         self._ensure_setup()
+        if self.train_split == "full":
+            return self._loader(self.full_train, self.batch_size, self.seed)
         loaders = {
             "train": self._loader(self.search_train, self.batch_size, self.seed),
             "val": self._loader(self.search_val, self.batch_size, self.seed + 1),

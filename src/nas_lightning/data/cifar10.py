@@ -89,6 +89,8 @@ class CIFAR10DataModule(SearchDataModule):
         seed: int = 0,
         eval_batch_size: int | None = None,
         pin_memory: bool = False,
+        cutout: int = 0,
+        train_split: str = "search",
         url: str | None = None,
         md5: str | None = None,
     ) -> None:
@@ -99,6 +101,8 @@ class CIFAR10DataModule(SearchDataModule):
             seed=seed,
             eval_batch_size=eval_batch_size,
             pin_memory=pin_memory,
+            cutout=cutout,
+            train_split=train_split,
         )
         self.data_dir = Path(data_dir).expanduser()
         self.download = download

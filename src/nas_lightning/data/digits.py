@@ -27,6 +27,8 @@ class DigitsDataModule(SearchDataModule):
         seed: int = 0,
         eval_batch_size: int | None = None,
         pin_memory: bool = False,
+        cutout: int = 0,
+        train_split: str = "search",
         test_fraction: float = 0.2,
         test_seed: int = 0,
     ) -> None:
@@ -37,6 +39,8 @@ class DigitsDataModule(SearchDataModule):
             seed=seed,
             eval_batch_size=eval_batch_size,
             pin_memory=pin_memory,
+            cutout=cutout,
+            train_split=train_split,
         )
         if not 0.0 < float(test_fraction) < 1.0:
             raise ValueError(

@@ -33,6 +33,8 @@ class SyntheticDataModule(SearchDataModule):
         seed: int = 0,
         eval_batch_size: int | None = None,
         pin_memory: bool = False,
+        cutout: int = 0,
+        train_split: str = "search",
     ) -> None:
         super().__init__(
             batch_size=batch_size,
@@ -41,6 +43,8 @@ class SyntheticDataModule(SearchDataModule):
             seed=seed,
             eval_batch_size=eval_batch_size,
             pin_memory=pin_memory,
+            cutout=cutout,
+            train_split=train_split,
         )
         dims = tuple(shape) if not isinstance(shape, (str, bytes)) else ()
         if len(dims) != 3 or not all(
