@@ -1,8 +1,11 @@
 """Genotype derivation (DARTS rules) and its JSON form."""
 
+import random
+
 import pytest
 import torch
 
+from nas_lightning.evaluate.sampling import random_cell_genotype
 from nas_lightning.genotype import CellGenotype, derive_cell, load_genotype, save_genotype
 from nas_lightning.spaces import DARTS_OPS, CNNSearchSpace
 
@@ -52,7 +55,7 @@ def test_k_larger_than_candidates_is_rejected():
 
 
 def test_json_round_trip(tmp_path):
-    g = CNNSearchSpace(1, 10, 4, 3).sample_genotype(torch.Generator().manual_seed(0))
+    g = random_cell_genotype(DARTS_OPS, 4, 2, random.Random(0))
     save_genotype(g, tmp_path / "g.json")
     back = load_genotype(tmp_path / "g.json")
     assert isinstance(back, CellGenotype) and back == g

@@ -76,12 +76,6 @@ class SearchSpace(nn.Module, ABC):
         """The genotype for per-decision probabilities (``input_weights``: per node key, a
         weight per incoming edge, e.g. PC-DARTS's softmax(β); ``None``: all 1)."""
 
-    def sample_genotype(self, generator: torch.Generator | None = None) -> Any:
-        """A uniformly random genotype under the space's derivation rules."""
-        probs = {d.key: torch.rand(len(d.op_names), generator=generator) for d in self.decisions()}
-        nodes = {ic.key: torch.rand(ic.n_inputs, generator=generator) for ic in self.node_choices()}
-        return self.derive(probs, nodes)
-
     def sample_choice(self, generator: torch.Generator | None = None) -> list[int]:
         """A uniformly random candidate index per decision (in :meth:`decisions` order)."""
         return [
