@@ -16,7 +16,7 @@ from nas_lightning.genotype import (
     save_genotype,
 )
 from nas_lightning.genotype_checks import GenotypeError, json_lines
-from nas_lightning.spaces import MobileNetSearchSpace
+from nas_lightning.spaces import DARTS_OPS, MobileNetSearchSpace
 from tests.mobilenet_tiny import TINY
 
 ALL_OPS = "max_pool_3x3, avg_pool_3x3, skip_connect, sep_conv_3x3, sep_conv_5x5, dil_conv_3x3"
