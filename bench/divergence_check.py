@@ -9,23 +9,16 @@ the step time in the README (first order, same config).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import time
 
 import torch
 
+from nas_lightning.algos import DartsSearch
 from nas_lightning.callbacks.divergence import DivergenceGuard, all_finite
 from nas_lightning.spaces import CNNSearchSpace
-
-
-class _Module(torch.nn.Module):
-    def __init__(self, space: CNNSearchSpace):
-        super().__init__()
-        self.space = space
-
-    def arch_parameters(self) -> list[torch.nn.Parameter]:
-        return self.space.arch_parameters()
 
 
 def main() -> None:
@@ -36,7 +29,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    module = _Module(CNNSearchSpace(3, 10, args.channels, args.layers))
+    sgd = functools.partial(torch.optim.SGD, lr=0.1)
+    module = DartsSearch(CNNSearchSpace(3, 10, args.channels, args.layers), sgd, sgd)
     x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 10, (2,))
     loss = torch.nn.functional.cross_entropy(module.space(x), y)
     loss.backward()
