@@ -24,6 +24,7 @@ from torch import Tensor
 from nas_lightning.algos import gates as G
 from nas_lightning.algos import reinforce as R
 from nas_lightning.algos.base import BilevelSearch, frozen
+from nas_lightning.ops.bn import running_stats_frozen
 from nas_lightning.spaces.gated import GatePlan
 
 MODES = ("binary", "darts", "full")
@@ -143,12 +144,13 @@ class ProxylessSearch(BilevelSearch):
     def arch_step(self, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]) -> Tensor:
         x, y = val
         alphas = self.space.arch_parameters()
-        if self.estimator == "reinforce":
-            ce = self._reinforce_step(x, y, alphas)
-        else:
-            with frozen(self.space.weight_parameters()):
-                step = self._binary_step if self.mode == "binary" else self._mix_step
-                ce = step(x, y, alphas)
+        with running_stats_frozen(self.space):  # the val batch must not move BN statistics
+            if self.estimator == "reinforce":
+                ce = self._reinforce_step(x, y, alphas)
+            else:
+                with frozen(self.space.weight_parameters()):
+                    step = self._binary_step if self.mode == "binary" else self._mix_step
+                    ce = step(x, y, alphas)
         lat = self.expected_latency_ms()
         if lat is not None:
             self.log("arch/expected_latency_ms", lat, on_step=False, on_epoch=True)
