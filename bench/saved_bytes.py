@@ -8,7 +8,8 @@ when the graph drops it. So a tensor saved by several ops or through several vie
 once, while an address freed and reused by a later graph of the same step counts again, as it
 is new memory. Parameters count too while a graph holds them (they are small next to the
 activations, and the reference's second order saves the fresh parameters of its unrolled
-copy).
+copy). Forward AD's efficient zero tensors (tangents known to be zero) have no storage and
+count nothing.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class SavedBytes:
             yield
 
     def _pack(self, t: Tensor) -> Tensor:
+        if t._is_zerotensor():  # forward AD's memoryless zero tangent: no storage to count
+            return t
         storage = t.untyped_storage()
         key = (str(t.device), storage.data_ptr())
         entry = self.refs.get(key)

@@ -15,8 +15,9 @@ class DartsSearch(BilevelSearch):
     """``order=1``: ∇α L_val(w, α). ``order=2``: the unrolled hypergradient (see hypergrad).
 
     ``unrolled_xi=None`` uses the weight optimiser's current learning rate, as the DARTS code
-    does; ``hvp`` picks how the Hessian-vector product is formed; ``fd_r`` is the numerator of
-    the finite-difference step ``ε = fd_r / ‖v‖`` (0.01 in the paper).
+    does; the virtual step is the weight optimiser's own (torch.optim.SGD only, checked when
+    training starts); ``hvp`` picks how the Hessian-vector product is formed; ``fd_r`` is the
+    numerator of the finite-difference step ``ε = fd_r / ‖v‖`` (0.01 in the paper).
     """
 
     def __init__(
@@ -43,6 +44,10 @@ class DartsSearch(BilevelSearch):
         """Skip connections in the derived genotype: the DARTS collapse signal (Zela et al.)."""
         return {"arch/skip_count": float(self.export().ops().count("skip_connect"))}
 
+    def on_train_start(self) -> None:
+        if self.order == 2:  # fail before any epoch, not at the first α-step after warm-up
+            hypergrad.check_mirrorable(self.weight_opt)
+
     def arch_step(self, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]) -> Tensor:
         space = self.space
         arch = self.arch_parameters()
@@ -50,27 +55,17 @@ class DartsSearch(BilevelSearch):
             with frozen(space.weight_parameters()):
                 grads, loss = hypergrad.first_order_grad(space, arch, val, self.arch_loss_fn)
                 loss = loss / self.loss_scale()
-        else:
-            opt = self.weight_opt
-            group = opt.param_groups[0]
-            named = dict(space.named_weight_parameters())
-            bufs = {
-                n: opt.state[p]["momentum_buffer"]
-                for n, p in named.items()
-                if opt.state.get(p, {}).get("momentum_buffer") is not None
-            }
+        else:  # the virtual step mirrors the weight optimiser's real one (hypergrad.VirtualSGD)
             grads, loss = hypergrad.unrolled_grad(
                 space,
                 arch,
-                named,
+                dict(space.named_weight_parameters()),
                 train,
                 val,
                 self.loss_fn,
-                xi=self.weight_lr() if self.unrolled_xi is None else self.unrolled_xi,
+                xi=self.unrolled_xi,
                 hvp=self.hvp,
-                momentum_bufs=bufs,
-                momentum=group.get("momentum", 0.0),
-                weight_decay=group.get("weight_decay", 0.0),
+                optimizer=self.weight_opt,
                 fd_r=self.fd_r,
             )
         for p, g in zip(arch, grads, strict=True):

@@ -29,6 +29,7 @@ from nas_lightning.algos.base import BilevelSearch
 from nas_lightning.algos.hypergrad import frozen
 from nas_lightning.algos.mixing.binary import MODES, BinaryGateMixing
 from nas_lightning.latency.base import LatencyModel, LatencyTables, expected_latency, latency_tables
+from nas_lightning.ops.bn import running_stats_frozen
 from nas_lightning.spaces.plans import GatePlan
 from nas_lightning.specs import from_spec
 
@@ -162,11 +163,13 @@ class ProxylessSearch(BilevelSearch):
     # ---------------------------------------------------------------- steps
     def arch_step(self, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]) -> Tensor:
         x, y = val
-        if self.estimator == "reinforce":
-            ce = self._reinforce_step(x, y)
-        else:
-            with frozen(self.weight_parameters()):
-                ce = self._binary_step(x, y) if self.mode == "binary" else self._mix_step(x, y)
+        with running_stats_frozen(self.space):  # the val batch must not move BN statistics
+            if self.estimator == "reinforce":
+                ce = self._reinforce_step(x, y)
+            else:
+                with frozen(self.weight_parameters()):
+                    step = self._binary_step if self.mode == "binary" else self._mix_step
+                    ce = step(x, y)
         lat = self.expected_latency_ms()
         if lat is not None:
             self.log("arch/expected_latency_ms", lat, on_step=False, on_epoch=True)
