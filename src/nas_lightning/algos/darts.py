@@ -67,6 +67,7 @@ class DartsSearch(BilevelSearch):
                 hvp=self.hvp,
                 optimizer=self.weight_opt,
                 fd_r=self.fd_r,
+                loss_scale=self.loss_scale(),
             )
         for p, g in zip(arch, grads, strict=True):
             p.grad = None if g is None else g.detach()

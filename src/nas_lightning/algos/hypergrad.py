@@ -19,6 +19,13 @@ and ``gain = −∂w'/∂(∇w L_train)`` (ξ for plain SGD).
   finite-difference mode); for ops that lack a forward-mode AD formula.
 
 No α-step moves BatchNorm running statistics (:func:`running_stats_frozen`).
+
+Mixed precision: under autocast the train and val passes run in 16 bits; the Hessian-vector
+product runs in fp32 (autocast off): a central difference of 16-bit forwards measures rounding,
+not curvature, and the dual-number tangents along the loss-scaled ``u`` overflow fp16. α, the
+virtual step ``w'`` and every gradient combination stay fp32. ``loss_scale`` (16-mixed)
+multiplies the train and val losses, ``∇w L_train`` is unscaled before the virtual step, and the
+returned α gradients carry the scale exactly once (the α optimiser's step removes it).
 """
 
 from __future__ import annotations
@@ -90,8 +97,10 @@ def unrolled_grad(
     hvp: str = "exact",
     optimizer: torch.optim.Optimizer | None = None,
     fd_r: float = 0.01,
+    loss_scale: float = 1.0,
 ) -> tuple[Grads, Tensor]:
-    """Second-order DARTS hypergradient. Returns (grads per α, L_val(w', α)).
+    """Second-order DARTS hypergradient. Returns (grads per α, L_val(w', α)); the grads are
+    multiplied by ``loss_scale`` (see the module docstring), the loss is not.
 
     The virtual step is ``optimizer``'s next step (its lr, or ``xi`` if given), or plain
     ``w − xi·∇w L_train`` when no optimiser is given.
@@ -101,42 +110,53 @@ def unrolled_grad(
     sgd = VirtualSGD(weights, optimizer, xi)
     with running_stats_frozen(model):
         return _unrolled(
-            model, list(arch), weights, train_batch, val_batch, loss_fn, hvp, fd_r, sgd
+            model, list(arch), weights, train_batch, val_batch, loss_fn, hvp, fd_r, sgd, loss_scale
         )
 
 
-def _unrolled(model, arch, weights, train_batch, val_batch, loss_fn, hvp, fd_r, sgd):
+def _unrolled(model, arch, weights, train_batch, val_batch, loss_fn, hvp, fd_r, sgd, scale=1.0):
     names, w = list(weights), list(weights.values())
+
+    def scaled_loss(logits: Tensor, y: Tensor) -> Tensor:  # the train and val passes' loss
+        loss = loss_fn(logits, y)
+        return loss if scale == 1.0 else loss * scale
+
     # ``double_backward`` keeps this graph: ⟨∇w L_train, u⟩ is later differentiated w.r.t. α
     # from it. The other approximations need only ∇w here: α frozen, so no α graph is built.
     keep = hvp in ("full", "double_backward")
     with frozen([] if keep else arch):
-        l_train = _loss(model, weights, train_batch, loss_fn)
+        l_train = _loss(model, weights, train_batch, scaled_loss)
         g_train = torch.autograd.grad(l_train, w, create_graph=keep, allow_unused=True)
     del l_train
     g_train = [torch.zeros_like(p) if g is None else g for g, p in zip(g_train, w, strict=True)]
-    w_virt = [sgd.step(n, p, g) for n, p, g in zip(names, w, g_train, strict=True)]
+    unscaled = g_train if scale == 1.0 else [g / scale for g in g_train]
+    w_virt = [sgd.step(n, p, g) for n, p, g in zip(names, w, unscaled, strict=True)]
+    del unscaled
     if hvp == "full":
-        l_val = _loss(model, dict(zip(names, w_virt, strict=True)), val_batch, loss_fn)
-        return list(torch.autograd.grad(l_val, arch, allow_unused=True)), l_val.detach()
+        l_val = _loss(model, dict(zip(names, w_virt, strict=True)), val_batch, scaled_loss)
+        grads = list(torch.autograd.grad(l_val, arch, allow_unused=True))
+        return grads, l_val.detach() / scale
     if hvp != "double_backward":
         g_train = None  # nothing of the train pass is kept while the val graph lives
     w_virt = [p.detach().requires_grad_() for p in w_virt]
-    l_val = _loss(model, dict(zip(names, w_virt, strict=True)), val_batch, loss_fn)
+    l_val = _loss(model, dict(zip(names, w_virt, strict=True)), val_batch, scaled_loss)
     grads = torch.autograd.grad(l_val, arch + w_virt, allow_unused=True)
-    l_val = l_val.detach()
+    l_val = l_val.detach() / scale
     d_arch = list(grads[: len(arch)])
     u = [
         torch.zeros_like(p) if g is None else sgd.gain(n) * g
         for n, g, p in zip(names, grads[len(arch) :], w, strict=True)
     ]
     del grads, w_virt
-    if hvp == "exact":
-        hu = _hvp_forward_mode(model, arch, weights, train_batch, loss_fn, u)
-    elif hvp == "double_backward":
-        hu = _hvp_double_backward(g_train, arch, u)
+    # u carries the loss scale (it is ∝ ∇w' of the scaled val loss), so H u carries it once
+    if hvp == "double_backward":  # g_train carries the scale too: remove one
+        hu = [h if h is None else h / scale for h in _hvp_double_backward(g_train, arch, u)]
     else:
-        hu = _hvp_finite_difference(model, arch, weights, train_batch, loss_fn, u, fd_r)
+        with torch.autocast(train_batch[0].device.type, enabled=False):
+            if hvp == "exact":
+                hu = _hvp_forward_mode(model, arch, weights, train_batch, loss_fn, u)
+            else:
+                hu = _hvp_finite_difference(model, arch, weights, train_batch, loss_fn, u, fd_r)
     out: Grads = []
     for d, h in zip(d_arch, hu, strict=True):
         if d is None and h is None:
