@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
+from nas_lightning.algos.distributed import all_reduce_mean, exclude_from_ddp, world_size
 from nas_lightning.algos.hypergrad import frozen
 from nas_lightning.algos.mixing import MixingStrategy, SoftmaxMixing
 from nas_lightning.spaces.base import SearchSpace, space_from_config
@@ -184,6 +185,7 @@ class BilevelSearch(pl.LightningModule):
         if self.current_epoch >= self.warmup_epochs:
             opt_a.zero_grad(set_to_none=True)
             arch_loss = self.arch_step(train, val)
+            self._average_arch_grads()
             opt_a.step()
             self.on_arch_step_end()
             self.log("arch/val_loss", arch_loss, on_step=False, on_epoch=True)
@@ -193,6 +195,30 @@ class BilevelSearch(pl.LightningModule):
         self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True)
         self._log_metrics("train", self.train_metrics, logits.detach(), train[1])
         return loss.detach()
+
+    def _average_arch_grads(self) -> None:
+        """Data parallel: the same α step on every rank (see :mod:`.distributed`)."""
+        if world_size() > 1:
+            arch = self.arch_parameters()
+            for p, g in zip(arch, all_reduce_mean([p.grad for p in arch]), strict=True):
+                p.grad = g
+
+    def setup(self, stage: str) -> None:
+        exclude_from_ddp(self, self.arch_parameters())  # α gradients are averaged by hand
+        gen = getattr(self.mixing, "generator", False)
+        if gen is None:  # sampling strategies: the same draws on every rank, saved in checkpoints
+            self.mixing.generator = torch.Generator().manual_seed(torch.initial_seed())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        gen = getattr(self.mixing, "generator", None)
+        if isinstance(gen, torch.Generator):
+            checkpoint["mixing_generator"] = gen.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("mixing_generator")
+        if state is not None:
+            self.mixing.generator = torch.Generator()
+            self.mixing.generator.set_state(state)
 
     def _log_metrics(self, stage: str, metrics: nn.ModuleDict, logits: Tensor, y: Tensor) -> None:
         for name, metric in metrics.items():

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from nas_lightning.algos import hypergrad
 from nas_lightning.algos.base import BilevelSearch
+from nas_lightning.algos.distributed import all_reduce_mean
 from nas_lightning.algos.hypergrad import frozen
 
 
@@ -68,6 +69,7 @@ class DartsSearch(BilevelSearch):
                 optimizer=self.weight_opt,
                 fd_r=self.fd_r,
                 loss_scale=self.loss_scale(),
+                reduce=all_reduce_mean,
             )
         for p, g in zip(arch, grads, strict=True):
             p.grad = None if g is None else g.detach()

@@ -46,6 +46,7 @@ Batch = tuple[Tensor, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
 HVP_MODES = ("exact", "finite_difference", "full", "double_backward")
 Grads = list[Tensor | None]
+Reduce = Callable[[Sequence[Tensor | None]], list[Tensor | None]]
 
 __all__ = [
     "HVP_MODES",
@@ -98,23 +99,36 @@ def unrolled_grad(
     optimizer: torch.optim.Optimizer | None = None,
     fd_r: float = 0.01,
     loss_scale: float = 1.0,
+    reduce: Reduce | None = None,
 ) -> tuple[Grads, Tensor]:
     """Second-order DARTS hypergradient. Returns (grads per α, L_val(w', α)); the grads are
     multiplied by ``loss_scale`` (see the module docstring), the loss is not.
 
     The virtual step is ``optimizer``'s next step (its lr, or ``xi`` if given), or plain
-    ``w − xi·∇w L_train`` when no optimiser is given.
+    ``w − xi·∇w L_train`` when no optimiser is given. ``reduce`` (data parallel: the mean over
+    ranks) is applied to ``∇w L_train`` before the virtual step and to ``∇w' L_val`` before the
+    Hessian-vector product, so every rank builds the same ``w'`` and ``u``.
     """
     if hvp not in HVP_MODES:
         raise ValueError(f"unknown hvp mode {hvp!r}; valid choices: {', '.join(HVP_MODES)}")
     sgd = VirtualSGD(weights, optimizer, xi)
     with running_stats_frozen(model):
         return _unrolled(
-            model, list(arch), weights, train_batch, val_batch, loss_fn, hvp, fd_r, sgd, loss_scale
+            model,
+            list(arch),
+            weights,
+            train_batch,
+            val_batch,
+            loss_fn,
+            hvp,
+            fd_r,
+            sgd,
+            loss_scale,
+            reduce or (lambda tensors: list(tensors)),
         )
 
 
-def _unrolled(model, arch, weights, train_batch, val_batch, loss_fn, hvp, fd_r, sgd, scale=1.0):
+def _unrolled(model, arch, weights, train_batch, val_batch, loss_fn, hvp, fd_r, sgd, scale, reduce):
     names, w = list(weights), list(weights.values())
 
     def scaled_loss(logits: Tensor, y: Tensor) -> Tensor:  # the train and val passes' loss
@@ -129,7 +143,9 @@ def _unrolled(model, arch, weights, train_batch, val_batch, loss_fn, hvp, fd_r, 
         g_train = torch.autograd.grad(l_train, w, create_graph=keep, allow_unused=True)
     del l_train
     g_train = [torch.zeros_like(p) if g is None else g for g, p in zip(g_train, w, strict=True)]
-    unscaled = g_train if scale == 1.0 else [g / scale for g in g_train]
+    unscaled = [g / scale for g in g_train] if scale != 1.0 else list(g_train)
+    if hvp != "full":  # ``full`` differentiates through w'(α): one process only
+        unscaled = reduce([g.detach() for g in unscaled])
     w_virt = [sgd.step(n, p, g) for n, p, g in zip(names, w, unscaled, strict=True)]
     del unscaled
     if hvp == "full":
@@ -143,11 +159,12 @@ def _unrolled(model, arch, weights, train_batch, val_batch, loss_fn, hvp, fd_r, 
     grads = torch.autograd.grad(l_val, arch + w_virt, allow_unused=True)
     l_val = l_val.detach() / scale
     d_arch = list(grads[: len(arch)])
+    v = reduce(list(grads[len(arch) :]))
     u = [
         torch.zeros_like(p) if g is None else sgd.gain(n) * g
-        for n, g, p in zip(names, grads[len(arch) :], w, strict=True)
+        for n, g, p in zip(names, v, w, strict=True)
     ]
-    del grads, w_virt
+    del grads, w_virt, v
     # u carries the loss scale (it is ∝ ∇w' of the scaled val loss), so H u carries it once
     if hvp == "double_backward":  # g_train carries the scale too: remove one
         hu = [h if h is None else h / scale for h in _hvp_double_backward(g_train, arch, u)]

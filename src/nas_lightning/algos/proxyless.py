@@ -120,6 +120,7 @@ class ProxylessSearch(BilevelSearch):
 
     # ---------------------------------------------------------------- latency
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         self.latency_tables()  # fail fast on a latency model that cannot price this space
 
     def latency_tables(self) -> LatencyTables | None:

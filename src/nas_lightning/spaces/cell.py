@@ -10,6 +10,7 @@ group applies once per state.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from torch import nn
@@ -27,11 +28,13 @@ def edge_label(node: int, inp: int) -> str:
     return f"{inp}→{node + 2}"
 
 
-def _build(affine: bool, stride: int):
-    def builder(name: str, channels: int) -> nn.Module:
-        return build_op(name, channels, stride, affine=affine, preact=True)
+def _build_preact(name: str, channels: int, *, affine: bool, stride: int) -> nn.Module:
+    return build_op(name, channels, stride, affine=affine, preact=True)
 
-    return builder
+
+def _build(affine: bool, stride: int):
+    """``builder(name, channels)`` of one source state's edges (picklable: ddp_spawn)."""
+    return partial(_build_preact, affine=affine, stride=stride)
 
 
 class SearchCell(nn.Module):

@@ -65,9 +65,9 @@ class MixingStrategy(nn.Module):
         old = getattr(space, "_mixing_hook", None)
         if old is not None:  # re-installation: the previous strategy stops planning
             old.remove()
-        hooks = (
-            space.register_forward_pre_hook(lambda m, args: self.begin_forward(m.training)),
-            space.register_forward_hook(lambda m, args, out: self.end_forward()),
+        hooks = (  # bound methods, not lambdas: the module must pickle (ddp_spawn)
+            space.register_forward_pre_hook(self._pre_forward_hook),
+            space.register_forward_hook(self._post_forward_hook),
         )
         object.__setattr__(space, "_mixing_hook", _Hooks(hooks))
 
@@ -123,6 +123,12 @@ class MixingStrategy(nn.Module):
     # ------------------------------------------------------------------ forward
     def begin_forward(self, training: bool) -> None:
         self._plans = self._override if self._override is not None else self.make_plans(training)
+
+    def _pre_forward_hook(self, module: nn.Module, args: Any) -> None:
+        self.begin_forward(module.training)
+
+    def _post_forward_hook(self, module: nn.Module, args: Any, out: Any) -> None:
+        self.end_forward()
 
     def end_forward(self) -> None:
         """Drop the plans: they may hold α's graph, and no choice point runs after the forward."""
