@@ -58,7 +58,7 @@ def test_end_to_end_search_leaves_outputs(tmp_path):
     assert {"train/loss", "val/acc", "arch/entropy", "arch/skip_count"} <= set(metrics)
 
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
-    assert "space.alpha_normal" in ckpt["state_dict"]
+    assert "mixing.alpha.normal" in ckpt["state_dict"]
     assert len(ckpt["optimizer_states"]) == 2  # weights (SGD) and α (Adam)
     assert "momentum_buffer" in str(ckpt["optimizer_states"][0]["state"].get(0, {}).keys())
     assert ckpt["epoch"] == 1

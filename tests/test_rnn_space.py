@@ -121,7 +121,8 @@ def test_random_alpha_gives_valid_genotypes_and_json_round_trips(tmp_path):
     space = tiny_rnn(nodes=5)
     g = torch.Generator().manual_seed(0)
     for _ in range(10):
-        genotype = space.sample_genotype(g)
+        probs = {d.key: torch.rand(5, generator=g).softmax(0) for d in space.decisions()}
+        genotype = space.derive(probs)
         assert [i <= node for node, (_, i) in enumerate(genotype.recurrent)] == [True] * 5
         assert "none" not in genotype.ops() and genotype.concat == [1, 2, 3, 4, 5]
     save_genotype(genotype, tmp_path / "g.json")
