@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 import nas_lightning.conf
-from nas_lightning.run import build, instantiate_all
+from nas_lightning.run import build, instantiate_all, space_inputs
 
 CONF = Path(nas_lightning.conf.__file__).parent
 GROUPS = [
@@ -34,10 +34,12 @@ COMPANIONS = {
         ("latency", m): ["algo=proxyless", "space=mobilenet_tiny"]
         for m in ("flops", "lut", "predictor")
     },
+    ("dataset", "synthetic_text"): ["space=rnn"],  # token streams need the recurrent space
+    ("experiment", "darts_ptb_search"): ["dataset=synthetic_text"],  # PTB would download
 }
-# text datasets serve token streams (input_shape None): they need a recurrent space, which has
-# not landed yet; until then only the datamodule is built (tests/test_text_download.py checks it)
-TEXT_DATASETS = {"ptb", "wikitext2", "synthetic_text"}
+# downloaded text datasets: the space reads the vocabulary size, which needs the files, so only
+# the datamodule is built (tests/test_text_download.py checks the loaders on generated files)
+TEXT_DATASETS = {"ptb", "wikitext2"}
 # measured latency models need their file: without it the error names the path and the fix
 NEEDS_FILE = {("latency", "lut"): "latency LUT", ("latency", "predictor"): "latency predictor"}
 
@@ -61,12 +63,7 @@ def test_every_option_composes_and_instantiates(compose_cfg, group, option):
     if group == "dataset" and option in TEXT_DATASETS:
         assert dm.input_shape is None
         return
-    space = instantiate(
-        cfg.space,
-        in_channels=dm.input_shape[0],
-        num_classes=dm.num_classes,
-        input_size=dm.input_shape[1:],
-    )
+    space = instantiate(cfg.space, **space_inputs(cfg.space, dm))
     if (group, option) in NEEDS_FILE:
         with pytest.raises(Exception, match=f"{NEEDS_FILE[group, option]} .*does not exist"):
             instantiate(cfg.latency)

@@ -10,10 +10,12 @@ from nas_lightning.genotype import genotype_from_dict
 from nas_lightning.run import build
 
 ALGOS = ["darts", "darts_2nd", "proxyless", "gdas", "pcdarts"]
-SPACES = ["cnn", "mobilenet"]
+SPACES = ["cnn", "mobilenet", "rnn"]
 REFUSED = {
     ("pcdarts", "mobilenet"): "PC-DARTS partial-channel mixing cannot search MobileNetSearchSpace: "
     "partial channel connections and edge normalisation need cell edges",
+    ("pcdarts", "rnn"): "PC-DARTS partial-channel mixing cannot search RNNSearchSpace: "
+    "a recurrent cell's edges are gated activations",
 }
 TINY = [
     "debug=tiny",
@@ -52,6 +54,8 @@ def test_algorithm_on_space(compose_cfg, tmp_path, one_thread, algo, space):
     if space == "cnn":
         assert len(genotype.normal) == 2 * module.space.nodes
         assert "none" not in genotype.ops()
+    elif space == "rnn":
+        assert len(genotype.recurrent) == module.space.nodes and "none" not in genotype.ops()
     else:
         names = module.space.op_names_per_block()
         assert all(op in n for op, n in zip(genotype.blocks, names, strict=True))

@@ -3,6 +3,7 @@
 ``CellGenotype`` follows the DARTS code's ``Genotype`` namedtuple: per cell type a list of
 ``(op, input_index)`` pairs, two per intermediate node, and the concatenated node indices.
 Inputs 0 and 1 are the two previous cells' outputs; node ``i`` is hidden state ``i + 2``.
+``RecurrentGenotype`` is the DARTS rnn code's ``Genotype(recurrent, concat)``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from typing import Any
 
 import torch
 
-from nas_lightning.genotype_checks import GenotypeError, Where, check_blocks, check_cell
+from nas_lightning.genotype_checks import (
+    GenotypeError,
+    Where,
+    check_blocks,
+    check_cell,
+    check_recurrent,
+)
 from nas_lightning.ops.registry import ZERO
 
 Gene = list[tuple[str, int]]
@@ -127,8 +134,52 @@ class BlockGenotype:
         return f"BlockGenotype({body})"
 
 
-GENOTYPE_TYPES: dict[str, Any] = {"darts_cnn": CellGenotype, "proxyless": BlockGenotype}
-GENOTYPE_CHECKS: dict[str, Any] = {"darts_cnn": check_cell, "proxyless": check_blocks}
+@dataclass
+class RecurrentGenotype:
+    """A DARTS recurrent cell: one ``(op, input_index)`` per intermediate node (k = 1).
+
+    State 0 is the highway-gated combination of ``x_t`` and ``h_{t−1}``; node ``i`` is state
+    ``i + 1`` and reads one earlier state; the new hidden state is the mean of the ``concat``
+    states (every intermediate node)."""
+
+    recurrent: Gene
+    concat: list[int]
+    kind: str = field(default="darts_rnn", init=False)
+
+    def ops(self) -> list[str]:
+        return [op for op, _ in self.recurrent]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.kind,
+            "recurrent": [[op, i] for op, i in self.recurrent],
+            "concat": list(self.concat),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RecurrentGenotype:
+        try:
+            return cls(
+                recurrent=[(str(op), int(i)) for op, i in d["recurrent"]],
+                concat=[int(i) for i in d["concat"]],
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"not a DARTS recurrent genotype: {d!r} ({e})") from e
+
+    def __str__(self) -> str:
+        return f"Genotype(recurrent={self.recurrent}, concat={self.concat})"
+
+
+GENOTYPE_TYPES: dict[str, Any] = {
+    "darts_cnn": CellGenotype,
+    "darts_rnn": RecurrentGenotype,
+    "proxyless": BlockGenotype,
+}
+GENOTYPE_CHECKS: dict[str, Any] = {
+    "darts_cnn": check_cell,
+    "darts_rnn": check_recurrent,
+    "proxyless": check_blocks,
+}
 
 
 def derive_cell(probs: torch.Tensor, op_names: Sequence[str], nodes: int, k: int = 2) -> Gene:

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from nas_lightning.ops.registry import ZERO, available_ops, canonical_name
+from nas_lightning.ops.desc import OpDesc
+from nas_lightning.ops.registry import ZERO, available_ops, canonical_name, op_label
 
 JsonPath = tuple[str | int, ...]
 _SCALAR = re.compile(r"-?(?:Infinity|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)|true|false|null|NaN")
@@ -173,6 +174,41 @@ def check_cell(
             ks = [kk]  # both cells have the same k
 
 
+def check_recurrent(
+    d: dict,
+    where: Where,
+    ops: Sequence[str] | None = None,
+    nodes: int | None = None,
+    k: int | None = None,
+) -> None:
+    """A DARTS recurrent cell: one ``[op, input]`` per node (k = 1), node ``i`` (state ``i + 1``)
+    reading a state in ``0..i`` (0: the highway-gated ``x_t``, ``h_{t−1}``), ops from ``ops``
+    (default: the registry's recurrent ops) and never ``none``, concat entries in ``1..nodes``."""
+    _fields(d, ("type", "recurrent", "concat"), where)
+    valid = [n for n in (ops or available_ops("rnn")) if n not in (ZERO, "zero")]
+    gene, concat = _list(d, "recurrent", where), _list(d, "concat", where)
+    if k not in (None, 1):
+        where.fail(("recurrent",), f"k={k}: a recurrent cell keeps one input per node (k=1)")
+    n = nodes if nodes is not None else len(gene)
+    if len(gene) != n:
+        where.fail(("recurrent",), f"{len(gene)} entries for {n} nodes; valid: {n} (one per node)")
+    for i, entry in enumerate(gene):
+        if not (isinstance(entry, (list, tuple)) and len(entry) == 2):
+            where.fail(("recurrent", i), f"{json.dumps(entry, default=repr)} is not an [op, input]")
+        if entry[0] not in valid:
+            where.fail(
+                ("recurrent", i, 0), f"op {entry[0]!r} is invalid; valid: {', '.join(valid)}"
+            )
+        j = _int(entry[1], ("recurrent", i, 1), "input", where)
+        if not 0 <= j <= i:
+            where.fail(
+                ("recurrent", i, 1), f"input {j} is out of range for node {i}; valid: 0..{i}"
+            )
+    for j, c in enumerate(concat):
+        if not 1 <= _int(c, ("concat", j), "concat entry", where) <= n:
+            where.fail(("concat", j), f"{c} is out of range; valid: 1..{n}")
+
+
 def _block_choices(
     ops: Sequence[str] | Sequence[Sequence[str]] | None, space: dict, n: int, where: Where
 ) -> list[list[str]] | None:
@@ -183,7 +219,11 @@ def _block_choices(
             where.fail(("blocks",), f"{n} blocks, but the space has {len(ops)} searchable blocks")
         return [list(o) for o in ops]
     if all(isinstance(space.get(key), list) for key in ("kernels", "expands")):
-        names = [f"mbconv_k{k}_e{e}" for k in space["kernels"] for e in space["expands"]]
+        names = [
+            op_label(OpDesc("mbconv", 1, 1, (1, 1), (1, 1), k, 1, e))
+            for k in space["kernels"]
+            for e in space["expands"]
+        ]
         return [names + ([BLOCK_ZERO] if space.get("allow_zero", True) else [])] * n
     return None
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ProgressBar
@@ -65,17 +66,33 @@ def run_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     return [ResumeState(config_record(cfg)), ScheduleHorizon(), EpochSummary()]
 
 
+def space_inputs(space_cfg: DictConfig, datamodule: Any) -> dict[str, Any]:
+    """What the space reads from the data: image shape and classes, or (token streams, whose
+    ``input_shape`` is None) the vocabulary size. A space/data mismatch fails in one line."""
+    recurrent = getattr(get_class(space_cfg._target_), "kind", None) == "recurrent"
+    shape = datamodule.input_shape
+    if recurrent != (shape is None):
+        data = "token streams" if shape is None else "images"
+        fix = "a text dataset (synthetic_text, ptb, wikitext2)" if recurrent else "space=rnn"
+        raise ValueError(
+            f"space {space_cfg._target_.rpartition('.')[2]} cannot read "
+            f"{type(datamodule).__name__}, which gives {data}; use {fix}"
+        )
+    if shape is None:
+        return {"vocab_size": datamodule.vocab_size}
+    channels, height, width = shape
+    return {
+        "in_channels": channels,
+        "num_classes": datamodule.num_classes,
+        "input_size": (height, width),
+    }
+
+
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
     """Instantiate data → space (shaped by the data) → latency → algorithm → callbacks, loggers,
     trainer."""
     datamodule = instantiate(cfg.dataset)
-    channels, height, width = datamodule.input_shape
-    space = instantiate(
-        cfg.space,
-        in_channels=channels,
-        num_classes=datamodule.num_classes,
-        input_size=(height, width),
-    )
+    space = instantiate(cfg.space, **space_inputs(cfg.space, datamodule))
     extra = objective(cfg.get("objective"), datamodule.num_classes)
     if cfg.get("latency") is not None:  # hardware-aware algorithms take a latency model
         extra["latency"] = build_latency(cfg, space)
@@ -122,6 +139,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     preflight(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
+    if cfg.get("threads"):  # e.g. 1 for the recurrent space: thousands of tiny ops per window
+        torch.set_num_threads(int(cfg.threads))
     run_dir = Path(cfg.paths.output_dir)
     task_dir = Path(cfg.paths.log_dir) / str(cfg.task_name)
     resume = plan_resume(cfg.get("ckpt_path"), config_record(cfg), task_dir, run_dir)

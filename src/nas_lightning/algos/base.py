@@ -5,7 +5,8 @@ batch (skipped during ``warmup_epochs``), then the w-step on the train batch. Ma
 optimisation, so the two optimisers and their order stay explicit. The algorithm owns α through
 its mixing strategy (``self.mixing``), installed on the space at construction; the loss and the
 metrics are injected (``loss(logits, y)``, ``metrics = {name: factory}``), so the loop knows no
-task.
+task. Recurrent spaces carry a hidden state per data stream (``self.streams``, see
+:mod:`nas_lightning.spaces.streams`); language-model batches scale the w learning rate.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from nas_lightning.algos.distributed import all_reduce_mean, exclude_from_ddp, w
 from nas_lightning.algos.hypergrad import frozen
 from nas_lightning.algos.mixing import MixingStrategy, SoftmaxMixing
 from nas_lightning.spaces.base import SearchSpace, space_from_config
+from nas_lightning.spaces.streams import Streams, is_stateful
 from nas_lightning.specs import from_spec, to_spec
 
 OptimFactory = Callable[..., torch.optim.Optimizer]
@@ -57,6 +59,7 @@ class BilevelSearch(pl.LightningModule):
         self.space = space
         self.mixing = self.make_mixing()
         self.mixing.install(space)
+        self.streams = Streams(is_stateful(space))  # recurrent spaces: one state per stream
         if not self.arch_parameters():
             raise ValueError(f"{type(self).__name__} created no architecture parameters")
         # callables may arrive as plain-data specs (a checkpoint's hyper-parameters)
@@ -180,7 +183,9 @@ class BilevelSearch(pl.LightningModule):
         """Called right after the α optimiser step (ProxylessNAS rescales the updated α here)."""
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        train, val = tuple(batch["train"]), tuple(batch["val"])
+        start = batch_idx == 0  # each epoch's first window starts the streams afresh
+        train = self.streams.bind("train", batch["train"], start)
+        val = self.streams.bind("val", batch["val"], start)
         opt_w, opt_a = self.optimizers()
         if self.current_epoch >= self.warmup_epochs:
             opt_a.zero_grad(set_to_none=True)
@@ -188,11 +193,15 @@ class BilevelSearch(pl.LightningModule):
             self._average_arch_grads()
             opt_a.step()
             self.on_arch_step_end()
-            self.log("arch/val_loss", arch_loss, on_step=False, on_epoch=True)
+            n_val = val[1].numel()  # samples, or tokens of a language-model window
+            self.log("arch/val_loss", arch_loss, on_step=False, on_epoch=True, batch_size=n_val)
         opt_w.zero_grad(set_to_none=True)
         loss, logits = self.weight_step(train)
         opt_w.step()  # clipping: on_before_optimizer_step, after any loss-scale unscaling
-        self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True)
+        n = train[1].numel()
+        self.log(
+            "train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n
+        )
         self._log_metrics("train", self.train_metrics, logits.detach(), train[1])
         return loss.detach()
 
@@ -244,7 +253,28 @@ class BilevelSearch(pl.LightningModule):
         self.log("train/lr", self.weight_lr())
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        x, y = batch
+        x, y = self.streams.bind("eval", batch, batch_idx == 0)
         logits = self(x)
-        self.log("val/loss", self.loss_fn(logits, y), prog_bar=True)
+        self.log("val/loss", self.loss_fn(logits, y), prog_bar=True, batch_size=y.numel())
         self._log_metrics("val", self.val_metrics, logits, y)
+
+    # ---------------------------------------------------------------- token streams
+    # A language-model batch carries ``lr_scale = seq_len / bptt`` (variable-length windows):
+    # the w learning rate is scaled for that step, the virtual step's ξ included, as the DARTS
+    # rnn code does. After the step, recurrent streams carry their end states on (detached).
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        scale = float(batch.get("lr_scale", 1.0)) if isinstance(batch, Mapping) else 1.0
+        self._unscaled_lrs = [g["lr"] for g in self.weight_opt.param_groups]
+        if scale != 1.0:
+            for g in self.weight_opt.param_groups:
+                g["lr"] = g["lr"] * scale
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        for g, lr in zip(self.weight_opt.param_groups, self._unscaled_lrs, strict=True):
+            g["lr"] = lr
+        self.streams.advance()
+
+    def on_validation_batch_end(
+        self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self.streams.advance()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from nas_lightning.algos import hypergrad
 from nas_lightning.algos.base import BilevelSearch
 from nas_lightning.algos.distributed import all_reduce_mean
 from nas_lightning.algos.hypergrad import frozen
+from nas_lightning.ops.bn import running_stats_frozen
 
 
 class DartsSearch(BilevelSearch):
@@ -19,6 +22,9 @@ class DartsSearch(BilevelSearch):
     does; the virtual step is the weight optimiser's own (torch.optim.SGD only, checked when
     training starts); ``hvp`` picks how the Hessian-vector product is formed; ``fd_r`` is the
     numerator of the finite-difference step ``ε = fd_r / ‖v‖`` (0.01 in the paper).
+    ``clip_virtual_step``: the virtual step takes the gradient clipped to ``grad_clip`` as the
+    real w-step does (the DARTS rnn architect's ``clip_coef``; its CNN architect does not clip),
+    at the cost of one more forward and backward of the train batch.
     """
 
     def __init__(
@@ -28,6 +34,7 @@ class DartsSearch(BilevelSearch):
         unrolled_xi: float | None = None,
         hvp: str = "exact",
         fd_r: float = 0.01,
+        clip_virtual_step: bool = False,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
@@ -40,6 +47,7 @@ class DartsSearch(BilevelSearch):
         if fd_r <= 0:
             raise ValueError(f"algo.fd_r={fd_r} must be > 0")
         self.order, self.unrolled_xi, self.hvp, self.fd_r = order, unrolled_xi, hvp, fd_r
+        self.clip_virtual_step = bool(clip_virtual_step)
 
     def diagnostics(self) -> dict[str, float]:
         """Skip connections in the derived genotype: the DARTS collapse signal (Zela et al.)."""
@@ -63,7 +71,7 @@ class DartsSearch(BilevelSearch):
                 dict(space.named_weight_parameters()),
                 train,
                 val,
-                self.loss_fn,
+                self._clipped_train_loss(train) if self.clip_virtual_step else self.loss_fn,
                 xi=self.unrolled_xi,
                 hvp=self.hvp,
                 optimizer=self.weight_opt,
@@ -73,4 +81,24 @@ class DartsSearch(BilevelSearch):
             )
         for p, g in zip(arch, grads, strict=True):
             p.grad = None if g is None else g.detach()
+        return loss
+
+    def _clipped_train_loss(self, train: tuple[Tensor, Tensor]) -> Callable[..., Tensor]:
+        """The loss with the train batch's term scaled by ``min(1, grad_clip / ‖∇w L_train‖)``:
+        its w-gradient is then the clipped one, so the virtual step (and the Hessian term, scaled
+        alike, as in the DARTS rnn code) follows the w-step the optimiser really takes."""
+        coef = 1.0
+        if self.grad_clip:
+            x, y = train
+            with frozen(self.arch_parameters()), running_stats_frozen(self.space):
+                loss = self.loss_fn(self.space(x), y)
+                grads = torch.autograd.grad(loss, self.weight_parameters(), allow_unused=True)
+            grads = [g for g in grads if g is not None]
+            norm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads)))
+            coef = min(1.0, self.grad_clip / max(norm, 1e-12))
+        base, train_y = self.loss_fn, train[1]
+
+        def loss(logits: Tensor, y: Tensor) -> Tensor:
+            return base(logits, y) * coef if y is train_y else base(logits, y)
+
         return loss

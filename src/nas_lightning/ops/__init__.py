@@ -1,6 +1,6 @@
 """Op registry and the candidate ops. Importing this package registers every op."""
 
-from nas_lightning.ops import darts_ops, mbconv  # noqa: F401  (registers the ops)
+from nas_lightning.ops import darts_ops, mbconv, rnn_ops  # noqa: F401  (registers the ops)
 from nas_lightning.ops.darts_ops import FactorizedReduce, relu_conv_bn
 from nas_lightning.ops.desc import OpCost, OpDesc
 from nas_lightning.ops.registry import (

@@ -168,7 +168,7 @@ def _skip_cost(d: OpDesc) -> OpCost:
 
 
 # ---------------------------------------------------------------- the registered ops
-@register_op("none", zero=True)
+@register_op("none", roles=["cell", "rnn"], zero=True)  # rnn: ops/rnn_ops.py
 def _none(d: OpDesc, affine: bool, preact: bool) -> nn.Module:
     return Zero(d.stride)
 

@@ -3,7 +3,8 @@
 An entry (:class:`OpSpec`) gives the module factory ``build(desc, affine, preact)``, the analytic
 cost (FLOPs proxy, predictor features), the candidate's display name (``mbconv_k3_e6``) and the
 roles it can play (``cell``: a shape-keeping C→C DARTS edge op; ``block``: a searchable block
-candidate C_in→C_out; ``fixed``: stem/head layers). Adding an op is one decorated factory.
+candidate C_in→C_out; ``fixed``: stem/head layers; ``rnn``: a recurrent-cell edge activation).
+Adding an op is one decorated factory.
 
 ``preact=True`` asks for the op *without* its leading ReLU: the supernet applies ReLU once per
 hidden state and shares it across every edge that reads that state. Built modules carry two
@@ -24,7 +25,7 @@ from nas_lightning.ops.desc import NO_COST, OpCost, OpDesc
 BuildFn = Callable[[OpDesc, bool, bool], nn.Module]  # (desc, affine, preact) -> module
 ZERO = "none"
 ALIASES = {"zero": ZERO}
-ROLES = ("cell", "block", "fixed")
+ROLES = ("cell", "block", "fixed", "rnn")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,9 @@ class PartialChannelMixing(MixingStrategy):
 
     unsupported = {
         "block": "partial channel connections and edge normalisation need cell edges that keep "
-        "the channel count and nodes with several inputs; use algo=darts, gdas or proxyless"
+        "the channel count and nodes with several inputs; use algo=darts, gdas or proxyless",
+        "recurrent": "a recurrent cell's edges are gated activations of one projection, with no "
+        "channels to split; use algo=darts, gdas or proxyless",
     }
 
     def __init__(self, init_std: float = 1e-3, k: int = 4, edge_normalization: bool = True):
