@@ -114,3 +114,21 @@ def test_python_m_genotype_show(tmp_path):
     proc = _run(["-m", "nas_lightning.genotype", "show", str(tmp_path / "genotype.json")], tmp_path)
     assert "node 0 = sep_conv_3x3(c_{k-2}) + sep_conv_3x3(c_{k-1})" in proc.stdout
     assert (tmp_path / "genotype.png").is_file()
+
+
+def test_recurrent_genotype_diagram_text_and_heatmap_picks():
+    from nas_lightning.genotype import RecurrentGenotype
+
+    gene = [("tanh", 0), ("relu", 1), ("sigmoid", 1), ("identity", 0)]
+    g = RecurrentGenotype(recurrent=gene, concat=[1, 2, 3, 4])
+    (ax,) = genotype_figure(g).axes
+    assert set(_texts(ax, "node:")) == {"x_{t}, h_{t-1}", "1", "2", "3", "4", "h_{t}"}
+    assert _texts(ax, "edge:") == {f"{j}->{i + 1}": op for i, (op, j) in enumerate(gene)}
+    text = describe(g).splitlines()
+    assert text[0] == "DARTS recurrent cell genotype"
+    assert text[-1] == "  state 4 = identity(state 0)"
+    # heatmap rows of the recurrent group are labelled like spaces/rnn_cell.edge_label
+    from nas_lightning.spaces.rnn_cell import edge_label
+
+    assert picks(g) == {"recurrent": {(edge_label(i, j), op) for i, (op, j) in enumerate(gene)}}
+    plt.close("all")

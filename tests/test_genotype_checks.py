@@ -100,7 +100,8 @@ CASES = {
     "unknown_type": (
         lambda d: d.__setitem__("type", "rnn_cell"),
         '"rnn_cell"',
-        "type: unknown genotype type 'rnn_cell'; valid types: ['darts_cnn', 'proxyless']",
+        "type: unknown genotype type 'rnn_cell'; "
+        "valid types: ['darts_cnn', 'darts_rnn', 'proxyless']",
     ),
     "unknown_field": (
         lambda d: d.__setitem__("normal_concatt", [2]),

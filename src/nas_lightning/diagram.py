@@ -16,8 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
-from nas_lightning.genotype import BlockGenotype, CellGenotype, Gene  # noqa: E402
-from nas_lightning.genotype_views import cells, input_name, split_nodes  # noqa: E402
+from nas_lightning.genotype import BlockGenotype, CellGenotype, Gene, RecurrentGenotype  # noqa: E402
+from nas_lightning.genotype_views import VALID, cells, input_name, split_nodes  # noqa: E402
 
 OUTPUT_NAME = "c_{k}"
 OP_COLOURS = {"conv": "#1f77b4", "pool": "#2ca02c", "skip": "#7f7f7f", "mbconv": "#1f77b4"}
@@ -108,6 +108,44 @@ def draw_cell(ax: plt.Axes, gene: Gene, concat: list[int], title: str) -> None:
     ax.axis("off")
 
 
+def draw_recurrent(ax: plt.Axes, genotype: RecurrentGenotype) -> None:
+    """The recurrent cell on one line: state 0 (highway of ``x_t`` and ``h_{t-1}``), the nodes
+    ``1..n`` each reached by its one chosen edge (arcs above the line skip states), and ``h_t``
+    (the mean of the ``concat`` states, grey edges below the line). Op labels carry
+    ``gid="edge:<j>-><i>"`` like :func:`draw_cell`."""
+    n = len(genotype.recurrent)
+    pos = {i: (2.0 * i, 0.0) for i in range(1, n + 1)} | {0: (-1.0, 0.0)}  # wide input box
+    out = (2.0 * (n + 1), 0.0)
+    for i, (op, j) in enumerate(genotype.recurrent, start=1):
+        rad = 0.0 if j == i - 1 else -0.4
+        _arrow(ax, pos[j], pos[i], rad, _colour(op), 1.5, 1)
+        mx = (pos[j][0] + pos[i][0]) / 2
+        my = -rad * (pos[i][0] - pos[j][0]) / 2
+        ax.text(
+            mx,
+            my,
+            op,
+            ha="center",
+            va="center",
+            fontsize=7,
+            color=_colour(op),
+            gid=f"edge:{j}->{i}",
+            zorder=2,
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+        )
+    for c in genotype.concat:
+        _arrow(ax, pos[c], out, 0.0 if c == n else 0.25, "#bbbbbb", 1.0, 0)
+    _node(ax, pos[0], "x_{t}, h_{t-1}", "#9ecae1")
+    for i in range(1, n + 1):
+        _node(ax, pos[i], str(i), "#fdd0a2")
+    _node(ax, out, "h_{t}", "#c7e9c0")
+    ax.set_title("recurrent cell")
+    ax.set_aspect("equal")  # arc3 bends in display space: label positions assume equal axes
+    ax.set_xlim(-2.4, out[0] + 0.8)
+    ax.set_ylim(-0.3 * (n + 1) - 0.6, 0.4 * n + 0.8)
+    ax.axis("off")
+
+
 def draw_blocks(ax: plt.Axes, genotype: BlockGenotype) -> None:
     """One box per searchable block, in order, labelled ``<block>\\n<op>`` (``zero``: dashed)."""
     labels = genotype.labels or [str(i) for i in range(len(genotype.blocks))]
@@ -140,7 +178,7 @@ def draw_blocks(ax: plt.Axes, genotype: BlockGenotype) -> None:
 
 
 def genotype_figure(genotype: Any) -> plt.Figure:
-    """Normal cell above the reduction cell, or the block strip of a ProxylessNAS genotype."""
+    """Normal cell above the reduction cell, the recurrent cell, or a ProxylessNAS block strip."""
     if isinstance(genotype, CellGenotype):
         groups = cells(genotype)
         n = max(len(split_nodes(g, c, name)) for name, (g, c) in groups.items())
@@ -150,10 +188,11 @@ def genotype_figure(genotype: Any) -> plt.Figure:
     elif isinstance(genotype, BlockGenotype):
         fig, ax = plt.subplots(figsize=(1.0 + 1.0 * len(genotype.blocks), 2.0))
         draw_blocks(ax, genotype)
+    elif isinstance(genotype, RecurrentGenotype):
+        fig, ax = plt.subplots(figsize=(2.0 + 1.1 * len(genotype.recurrent), 3.2))
+        draw_recurrent(ax, genotype)
     else:
-        raise ValueError(
-            f"cannot draw {type(genotype).__name__}; valid: CellGenotype, BlockGenotype"
-        )
+        raise ValueError(f"cannot draw {type(genotype).__name__}; valid: {VALID}")
     fig.tight_layout()
     return fig
 

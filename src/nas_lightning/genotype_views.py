@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from nas_lightning.genotype import BlockGenotype, CellGenotype, Gene
+from nas_lightning.genotype import BlockGenotype, CellGenotype, Gene, RecurrentGenotype
 
 INPUT_NAMES = ("c_{k-2}", "c_{k-1}")
+VALID = "CellGenotype, BlockGenotype, RecurrentGenotype"
 
 
 def split_nodes(gene: Gene, concat: Sequence[int], cell: str = "") -> list[list[tuple[str, int]]]:
@@ -61,9 +62,9 @@ def picks(genotype: Any) -> dict[str, set[tuple[str, str]]]:
     if isinstance(genotype, BlockGenotype):
         labels = genotype.labels or [str(i) for i in range(len(genotype.blocks))]
         return {"blocks": set(zip(labels, genotype.blocks, strict=True))}
-    raise ValueError(
-        f"unknown genotype {type(genotype).__name__}; valid: CellGenotype, BlockGenotype"
-    )
+    if isinstance(genotype, RecurrentGenotype):  # node i is state i + 1 (rnn_cell.edge_label)
+        return {"recurrent": {(f"{j}→{i + 1}", op) for i, (op, j) in enumerate(genotype.recurrent)}}
+    raise ValueError(f"unknown genotype {type(genotype).__name__}; valid: {VALID}")
 
 
 def describe(genotype: Any) -> str:
@@ -86,6 +87,14 @@ def describe(genotype: Any) -> str:
             note = "  (block skipped: identity)" if op == "zero" else ""
             lines.append(f"  {label:<{width}}  {op}{note}")
         return "\n".join(lines)
-    raise ValueError(
-        f"unknown genotype {type(genotype).__name__}; valid: CellGenotype, BlockGenotype"
-    )
+    if isinstance(genotype, RecurrentGenotype):
+        lines = ["DARTS recurrent cell genotype"]
+        lines.append(
+            "state 0 = highway(x_t, h_{t-1}); h_t = mean("
+            + ", ".join(f"state {c}" for c in genotype.concat)
+            + ")"
+        )
+        for i, (op, j) in enumerate(genotype.recurrent):
+            lines.append(f"  state {i + 1} = {op}(state {j})")
+        return "\n".join(lines)
+    raise ValueError(f"unknown genotype {type(genotype).__name__}; valid: {VALID}")

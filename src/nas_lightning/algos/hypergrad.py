@@ -169,7 +169,7 @@ def _unrolled(model, arch, weights, train_batch, val_batch, loss_fn, hvp, fd_r, 
     if hvp == "double_backward":  # g_train carries the scale too: remove one
         hu = [h if h is None else h / scale for h in _hvp_double_backward(g_train, arch, u)]
     else:
-        with torch.autocast(train_batch[0].device.type, enabled=False):
+        with torch.autocast(w[0].device.type, enabled=False):
             if hvp == "exact":
                 hu = _hvp_forward_mode(model, arch, weights, train_batch, loss_fn, u)
             else:
