@@ -108,22 +108,9 @@ def test_report_of_a_search_sweep_with_a_failed_job(tmp_path, capsys):
 def test_retrained_jobs_put_test_accuracy_and_measured_latency_on_the_front(tmp_path):
     sweep = tmp_path / "sweep"
     # by the search numbers job 0 dominates job 1; measured after retraining it does not
-    fake_job(
-        sweep,
-        0,
-        0.0,
-        acc=0.97,
-        lat=1.0,
-        result={"test_acc": 0.95, "latency_ms": 5.0, "params_M": 0.2, "macs_M": 2.1},
-    )
-    fake_job(
-        sweep,
-        1,
-        1.0,
-        acc=0.96,
-        lat=2.0,
-        result={"test_acc": 0.94, "latency_ms": 4.0, "params_M": 0.1, "macs_M": 1.2},
-    )
+    for num, acc, lat, test_acc, measured in ((0, 0.97, 1.0, 0.95, 5.0), (1, 0.96, 2.0, 0.94, 4.0)):
+        result = {"test_acc": test_acc, "latency_ms": measured, "params_M": 0.2, "macs_M": 2.1}
+        fake_job(sweep, num, float(num), acc=acc, lat=lat, result=result)
     fake_job(sweep, 2, 3.0, acc=None, lat=None, status="failed")
     out = tmp_path / "report"
     assert main([str(sweep), "--out", str(out)]) == 0
