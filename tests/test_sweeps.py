@@ -22,9 +22,16 @@ from nas_lightning.runtime.status import write_status
 from nas_lightning.runtime.sweep import failed_jobs, metric_direction, missing_plugin
 
 
+def installed(plugin: str) -> bool:
+    try:  # without any plugin the hydra_plugins namespace itself is missing
+        return importlib.util.find_spec(f"hydra_plugins.{plugin}") is not None
+    except ImportError:
+        return False
+
+
 def needs(plugin: str):
     return pytest.mark.skipif(
-        importlib.util.find_spec(f"hydra_plugins.{plugin}") is None,
+        not installed(plugin),
         reason=f"{plugin} is in the optional `sweeps` extra: pip install -e '.[sweeps]'",
     )
 
@@ -105,7 +112,7 @@ def test_optuna_direction_follows_the_optimized_metric():
 
 
 def _optuna() -> bool:
-    return importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
+    return installed("hydra_optuna_sweeper")
 
 
 def test_failed_jobs_are_read_from_status_files(tmp_path):
@@ -159,7 +166,7 @@ def test_wandb_group_is_the_sweep_and_tags_are_the_chosen_groups(tmp_path):
     ],
 )
 def test_launcher_presets_pick_the_plugin_with_their_defaults(option, plugin, settings):
-    if importlib.util.find_spec(f"hydra_plugins.{plugin}") is None:
+    if not installed(plugin):
         pytest.skip(f"{plugin} is in the optional `sweeps` extra: pip install -e '.[sweeps]'")
     with initialize_config_module("nas_lightning.conf", version_base="1.3"):
         cfg = compose("search", overrides=[f"launcher={option}"], return_hydra_config=True)
