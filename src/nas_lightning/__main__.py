@@ -3,7 +3,9 @@
 Around Hydra's entry point: a run given ``ckpt_path=`` continues in its checkpoint's run
 directory (``hydra.run.dir`` is set before Hydra starts, ``ckpt_path=last`` resolved to the
 file); each job's outcome becomes ``status.json`` and the exit code (1 failed, 143 SIGTERM);
-in a multirun a failed job is recorded and the others still run.
+in a multirun a failed job is recorded and the others still run; when the sweep ends the
+failed jobs (read back from their ``status.json``, whatever process or node ran them) are
+listed and the exit code is 1.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from nas_lightning.runtime.rundir import register_resolvers
+from nas_lightning.runtime.sweep import FAILED_JOBS, missing_plugin
 
 CONFIG_PATH = "pkg://nas_lightning.conf"
 CONFIG_NAME = "search"
-FAILED_JOBS: list[str] = []  # multirun jobs that failed, reported when the sweep ends
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
@@ -41,8 +43,7 @@ def search(cfg: DictConfig) -> float | None:
     if outcome.status == "completed":
         metric = cfg.get("optimized_metric")
         return outcome.result["metrics"].get(metric) if metric else None
-    if outcome.status == "failed" and ctx.multirun:
-        FAILED_JOBS.append(f"{ctx.run_dir}: {outcome.error}")
+    if outcome.status == "failed" and ctx.multirun:  # listed by runtime.sweep.SweepOutcome
         return None
     sys.exit(outcome.exit_code)
 
@@ -88,6 +89,10 @@ def resume_argv(argv: list[str]) -> list[str]:
 def main() -> None:
     """Console entry point (``nas-lightning``) and ``python -m nas_lightning``."""
     register_resolvers()
+    problem = missing_plugin(sys.argv[1:])
+    if problem:
+        print(f"Error: {problem}", file=sys.stderr)
+        sys.exit(1)
     sys.argv = resume_argv(sys.argv)
     FAILED_JOBS.clear()
     search()

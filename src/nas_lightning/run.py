@@ -11,6 +11,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
@@ -19,6 +20,7 @@ from nas_lightning.callbacks import EpochSummary, ResumeState, ScheduleHorizon
 from nas_lightning.runtime import settings_check
 from nas_lightning.runtime.console import route_lightning_logging
 from nas_lightning.runtime.resume_plan import plan_resume, prepare
+from nas_lightning.runtime.sweep import sweep_identity
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,27 @@ def _choice(cfg: DictConfig, group: str) -> str:
         if choice:
             return str(choice)
     return str(cfg[group].get("_target_", "?")).rsplit(".", 1)[-1]
+
+
+def build_loggers(cfg: DictConfig) -> list[Any]:
+    """The ``logger`` group's loggers. W&B gets its group and tags from Hydra: a multirun is one
+    group (``<task_name>/<sweep dir>``, runs ``<task_name>/<job>``), the config-group choices on
+    the command line are tags (``algo=proxyless``); ``logger.group`` set by hand wins,
+    ``logger.tags`` are kept."""
+    node = cfg.get("logger")
+    if not node or not str(node.get("_target_", "")).endswith("WandbLogger"):
+        return instantiate_all(node)
+    if not HydraConfig.initialized():
+        return instantiate_all(node)
+    hc = HydraConfig.get()
+    ident = sweep_identity(
+        hc.runtime.output_dir, cfg.task_name, list(hc.overrides.task), list(hc.runtime.choices)
+    )
+    extra: dict[str, Any] = {"tags": [*(node.get("tags") or []), *ident["tags"]]}
+    if hc.mode == RunMode.MULTIRUN:  # runs named <task_name>/<job> within the sweep's group
+        extra["name"] = f"{node.get('name') or cfg.task_name}/{Path(hc.runtime.output_dir).name}"
+        extra["group"] = node.get("group") or ident["group"]
+    return [instantiate(node, **extra)]
 
 
 def run_callbacks(cfg: DictConfig) -> list[pl.Callback]:
@@ -100,7 +123,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
     callbacks = instantiate_all(cfg.get("callbacks")) + run_callbacks(cfg)
     if not cfg.trainer.get("enable_progress_bar", True):  # else Lightning refuses the rich bar
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    loggers = instantiate_all(cfg.get("logger"))
+    loggers = build_loggers(cfg)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return datamodule, algo, trainer
 

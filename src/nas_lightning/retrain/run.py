@@ -24,7 +24,7 @@ from nas_lightning.genotype import load_genotype, save_genotype
 from nas_lightning.latency.timing import time_module
 from nas_lightning.models import count_macs, count_params
 from nas_lightning.retrain.export import INSTALL_HINT, export_onnx, missing_export_modules
-from nas_lightning.run import instantiate_all
+from nas_lightning.run import build_loggers, instantiate_all
 
 log = logging.getLogger(__name__)
 EXPORT_CHOICES = ("auto", True, False)
@@ -94,7 +94,7 @@ def run_retrain(cfg: DictConfig) -> dict[str, Any]:
     callbacks = instantiate_all(cfg.get("callbacks"))
     if not cfg.trainer.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    loggers = instantiate_all(cfg.get("logger"))
+    loggers = build_loggers(cfg)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     out = Path(trainer.default_root_dir)
     out.mkdir(parents=True, exist_ok=True)

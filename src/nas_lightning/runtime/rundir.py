@@ -32,5 +32,9 @@ def claim_unique_dir(base: str, attempts: int = 10_000) -> str:
 
 
 def register_resolvers() -> None:
-    """Make ``${unique_dir:<base>}`` available (cached: one config claims one directory)."""
+    """Make ``${unique_dir:<base>}`` available (cached: one config claims one directory), and
+    ``${metric_direction:<metric>}`` (the Optuna sweeper's direction, ``runtime.sweep``)."""
+    from nas_lightning.runtime.sweep import metric_direction
+
     OmegaConf.register_new_resolver(RESOLVER, claim_unique_dir, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("metric_direction", metric_direction, replace=True)
