@@ -49,7 +49,8 @@ def test_primary_defaults(compose_cfg):
     assert cfg.algo._target_.endswith("DartsSearch") and cfg.algo.order == 1
     assert cfg.space._target_.endswith("CNNSearchSpace")
     assert cfg.dataset._target_.endswith("DigitsDataModule")
-    assert cfg.algo.weight_optimizer.lr == 0.025 and cfg.algo.arch_optimizer.lr == 3e-4
+    assert cfg.algo.weight_optimizer.lr == 0.025 and cfg.algo.arch_optimizer.lr == 0.2
+    assert cfg.algo.warmup_epochs == 1 and cfg.algo.arch_optimizer.weight_decay == 0
     assert cfg.algo.hvp == "exact" and cfg.algo.fd_r == 0.01
     assert cfg.algo.scheduler.eta_min == 0.001 and cfg.algo.grad_clip == 5.0
     assert cfg.get("experiment") is None and cfg.get("debug") is None
@@ -121,6 +122,24 @@ def test_wandb_logger_offline_needs_no_login(compose_cfg, monkeypatch, tmp_path)
         or str(cfg.paths.output_dir) in logger.experiment.dir
     )
     logger.experiment.finish()
+
+
+def test_paper_presets_restore_the_papers_alpha_settings(compose_cfg):
+    darts = compose_cfg("experiment=darts_cifar10").algo
+    assert (darts.arch_optimizer.lr, darts.arch_optimizer.weight_decay) == (3e-4, 1e-3)
+    assert darts.warmup_epochs == 0 and darts.arch_optimizer.betas == [0.5, 0.999]
+    pc = compose_cfg("experiment=pcdarts_cifar10").algo
+    assert (pc.arch_optimizer.lr, pc.arch_optimizer.weight_decay, pc.warmup_epochs) == (
+        6e-4,
+        1e-3,
+        15,
+    )
+    rnn = compose_cfg("space=rnn").algo
+    assert (rnn.arch_optimizer.lr, rnn.arch_optimizer.weight_decay, rnn.warmup_epochs) == (
+        3e-3,
+        1e-3,
+        0,
+    )
 
 
 def test_retrain_presets_follow_the_darts_protocol(compose_cfg):
