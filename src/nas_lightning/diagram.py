@@ -58,6 +58,20 @@ def _arrow(ax: plt.Axes, a, b, rad: float, colour: str, lw: float, z: int) -> No
     )
 
 
+def _op_label(ax: plt.Axes, xy: tuple[float, float], op: str, gid: str) -> None:
+    ax.text(
+        *xy,
+        op,
+        ha="center",
+        va="center",
+        fontsize=7,
+        color=_colour(op),
+        gid=gid,
+        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+        zorder=2,
+    )
+
+
 def _layout(n: int) -> tuple[dict[int, tuple[float, float]], tuple[float, float]]:
     """Inputs top-left and bottom-left, nodes on the middle line, the output on the right."""
     pos = {0: (0.0, 1.3), 1: (0.0, -1.3)}
@@ -82,18 +96,7 @@ def draw_cell(ax: plt.Axes, gene: Gene, concat: list[int], title: str) -> None:
             t = 0.5 if j >= 2 else 0.62  # input edges: nearer the node, where they fan out
             mx = x1 + t * (x2 - x1) + rad * (y2 - y1) / 2
             my = y1 + t * (y2 - y1) - rad * (x2 - x1) / 2
-            ax.text(
-                mx,
-                my,
-                op,
-                ha="center",
-                va="center",
-                fontsize=7,
-                color=_colour(op),
-                gid=f"edge:{j}->{i + 2}",
-                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
-                zorder=2,
-            )
+            _op_label(ax, (mx, my), op, f"edge:{j}->{i + 2}")
     for c in concat:
         rad = 0.0 if c == len(nodes) + 1 else 0.3
         _arrow(ax, pos[c], out, rad, "#bbbbbb", 1.0, 0)
@@ -121,18 +124,7 @@ def draw_recurrent(ax: plt.Axes, genotype: RecurrentGenotype) -> None:
         _arrow(ax, pos[j], pos[i], rad, _colour(op), 1.5, 1)
         mx = (pos[j][0] + pos[i][0]) / 2
         my = -rad * (pos[i][0] - pos[j][0]) / 2
-        ax.text(
-            mx,
-            my,
-            op,
-            ha="center",
-            va="center",
-            fontsize=7,
-            color=_colour(op),
-            gid=f"edge:{j}->{i}",
-            zorder=2,
-            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
-        )
+        _op_label(ax, (mx, my), op, f"edge:{j}->{i}")
     for c in genotype.concat:
         _arrow(ax, pos[c], out, 0.0 if c == n else 0.25, "#bbbbbb", 1.0, 0)
     _node(ax, pos[0], "x_{t}, h_{t-1}", "#9ecae1")
