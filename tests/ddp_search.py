@@ -9,13 +9,12 @@ line, as on a cluster. Both ranks run every search one after the other in one pr
 packaged configs; a callback saves what each rank holds at the end to
 ``OUT/<data>/<algo>/rank<r>.pt`` (the one-process run: ``single.pt``).
 
-Two data settings:
+Two data settings (every algorithm runs in at least one; ``RUNS``):
 - ``digits``: the configured datamodule, each rank reading its shard through Lightning's
-  distributed sampler, so the ranks' gradients and BatchNorm statistics differ: every algorithm,
-  for rank-identical α, weights and genotype;
+  distributed sampler, so the ranks' gradients and BatchNorm statistics differ;
 - ``paired`` (:class:`PairedLabels`): 2 ranks and one process see the same global batch with the
-  same BatchNorm statistics, in float64 (``trainer.precision=64-true``), for the comparison.
-  In float32 first-order α agreed to 1e-7, but the second-order runs drifted to 1e-3..1e-2 within
+  same BatchNorm statistics, in float64 (``trainer.precision=64-true``), for the comparison; the
+  ranks' gradients still differ (their labels do). In float32 first-order α agreed to 1e-7, but the second-order runs drifted to 1e-3..1e-2 within
   6 steps: rounding of the sum order, amplified by the finite difference's division by 2ε and by
   max-pool/ReLU decisions that flip; in float64 every algorithm agrees to ~1e-15.
 """
@@ -55,6 +54,7 @@ ALGOS: dict[str, list[str]] = {
     "pcdarts": ["algo=pcdarts", *CNN],
     "gdas": ["algo=gdas", *CNN],
     "proxyless": ["algo=proxyless", "space=mobilenet_tiny", "algo.mode=binary"],
+    "proxyless_reinforce": ["algo=proxyless", "space=mobilenet_tiny", "algo.estimator=reinforce"],
 }
 # Data: the digits as configured (each rank reads its own shard through Lightning's distributed
 # sampler, so the ranks' BatchNorm statistics and gradients differ: rank-identical α is checked),
@@ -67,9 +67,11 @@ DATASETS = {
         "trainer.precision=64-true",
     ],
 }
-# (data, algo) searched on 2 ranks; those in COMPARED also in one process
-RUNS = [("digits", algo) for algo in ALGOS] + [
-    ("paired", algo) for algo in ("darts", "darts_2nd_exact", "gdas", "proxyless")
+# (data, algo) searched on 2 ranks, every algorithm at least once; the paired ones also in one
+# process for the comparison
+RUNS = [("digits", algo) for algo in ("darts", "darts_2nd_fd", "pcdarts")] + [
+    ("paired", algo)
+    for algo in ("darts", "darts_2nd_exact", "gdas", "proxyless", "proxyless_reinforce")
 ]
 COMPARED = [run for run in RUNS if run[0] == "paired"]
 ALPHA_LR = 0.5  # plain SGD on α: unlike Adam, its step is proportional to the averaged gradient

@@ -15,6 +15,8 @@ import ddp_search as D
 import pytest
 import torch
 
+from nas_lightning.runtime.status import RANK_VARS, read_status, write_status
+
 # float64 runs (see ddp_search.py): only the order of the sums differs between 2 ranks and one
 # process (∑ over 8 + 8 samples, then the mean of 2 ranks, vs ∑ over 16). Measured: ≤ 1e-15
 # after 4 steps, for α of size ~1e-1 (SGD lr 0.5 on α); a missing or doubled average moves α by
@@ -81,3 +83,25 @@ def test_two_ranks_match_one_process_on_the_same_global_batch(searches, data, al
         moved = max(moved, (b - b0).abs().max().item())
     assert moved > 1e-3  # α moved 1e7 times the tolerance: the comparison is not vacuous
     assert two["genotype"] == one["genotype"]
+
+
+@pytest.mark.parametrize(
+    "env, written",
+    [
+        ({}, True),
+        ({"LOCAL_RANK": "1"}, False),
+        ({"SLURM_PROCID": "0"}, True),
+        ({"RANK": "3"}, False),
+    ],
+)
+def test_only_rank_zero_writes_the_run_status(tmp_path, monkeypatch, env, written):
+    """Under trainer=ddp every rank runs the job (Lightning re-runs the command, or srun starts
+    them) in rank 0's run directory: only rank 0 records status.json."""
+    for key in RANK_VARS:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    write_status(tmp_path, "completed", None, 0)
+    assert read_status(tmp_path) == (
+        {"status": "completed", "error": None, "exit_code": 0} if written else None
+    )
