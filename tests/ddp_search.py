@@ -15,9 +15,9 @@ Two data settings (every algorithm runs in at least one; ``RUNS``):
 - ``paired`` (:class:`PairedLabels`): 2 ranks and one process see the same global batch with the
   same BatchNorm statistics, in float64 (``trainer.precision=64-true``), for the comparison; the
   ranks' gradients still differ (their labels do). In float32 first-order α agreed to 1e-7,
-  but the second-order runs drifted to 1e-3..1e-2 within 6 steps: rounding of the sum order,
-  amplified by the finite difference's division by 2ε and by max-pool/ReLU decisions that flip;
-  in float64 every algorithm agrees to ~1e-15.
+  but the second-order runs drifted to 1e-3..1e-2 within 6 steps; in float64 the same runs
+  agree to ~1e-15, so that drift is rounding (of the sums' order) grown through the second-order
+  terms, not a difference in what is computed.
 """
 
 from __future__ import annotations
