@@ -194,13 +194,26 @@ class BilevelSearch(pl.LightningModule):
             opt_a.step()
             self.on_arch_step_end()
             n_val = val[1].numel()  # samples, or tokens of a language-model window
-            self.log("arch/val_loss", arch_loss, on_step=False, on_epoch=True, batch_size=n_val)
+            self.log(  # sync_dist (here and below): under DDP the mean over ranks, not rank 0's
+                "arch/val_loss",
+                arch_loss,
+                on_step=False,
+                on_epoch=True,
+                batch_size=n_val,
+                sync_dist=True,
+            )
         opt_w.zero_grad(set_to_none=True)
         loss, logits = self.weight_step(train)
         opt_w.step()  # clipping: on_before_optimizer_step, after any loss-scale unscaling
         n = train[1].numel()
         self.log(
-            "train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n
+            "train/loss",
+            loss.detach(),
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=n,
+            sync_dist=True,
         )
         self._log_metrics("train", self.train_metrics, logits.detach(), train[1])
         return loss.detach()
@@ -247,15 +260,17 @@ class BilevelSearch(pl.LightningModule):
         sched = self.lr_schedulers()
         if sched is not None:
             sched.step()
-        self.log("arch/entropy", self.arch_entropy())
+        # the same on every rank (α and the lr are): synchronised only to keep logs uniform
+        self.log("arch/entropy", self.arch_entropy(), sync_dist=True)
         for key, value in self.diagnostics().items():
-            self.log(key, float(value))
-        self.log("train/lr", self.weight_lr())
+            self.log(key, float(value), sync_dist=True)
+        self.log("train/lr", self.weight_lr(), sync_dist=True)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         x, y = self.streams.bind("eval", batch, batch_idx == 0)
         logits = self(x)
-        self.log("val/loss", self.loss_fn(logits, y), prog_bar=True, batch_size=y.numel())
+        loss = self.loss_fn(logits, y)
+        self.log("val/loss", loss, prog_bar=True, batch_size=y.numel(), sync_dist=True)
         self._log_metrics("val", self.val_metrics, logits, y)
 
     # ---------------------------------------------------------------- token streams

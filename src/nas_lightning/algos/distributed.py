@@ -29,7 +29,12 @@ def all_reduce_mean(tensors: Sequence[Tensor | None]) -> list[Tensor | None]:
     present = [t for t in tensors if t is not None]
     if not present:
         return list(tensors)
-    flat = torch.cat([t.reshape(-1) for t in present]).to(torch.float32)
+    # at least fp32 (16-bit gradients are summed in fp32), never below the widest input: fp64
+    # gradients are not rounded to fp32
+    dtype = torch.float32
+    for t in present:
+        dtype = torch.promote_types(dtype, t.dtype)
+    flat = torch.cat([t.reshape(-1).to(dtype) for t in present])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     flat /= world_size()
     out, offset = [], 0

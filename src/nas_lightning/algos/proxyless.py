@@ -26,6 +26,7 @@ from nas_lightning.algos import gates as G
 from nas_lightning.algos import latency_constraint as C
 from nas_lightning.algos import reinforce as R
 from nas_lightning.algos.base import BilevelSearch
+from nas_lightning.algos.distributed import all_reduce_mean
 from nas_lightning.algos.hypergrad import frozen
 from nas_lightning.algos.mixing.binary import MODES, BinaryGateMixing
 from nas_lightning.latency.base import LatencyModel, LatencyTables, expected_latency, latency_tables
@@ -243,7 +244,9 @@ class ProxylessSearch(BilevelSearch):
         with torch.no_grad(), self.mixing.using(choice):
             logits = self(x)
             ce = self.loss_fn(logits, y)
-            reward = float((logits.argmax(-1) == y).float().mean())
+            # data parallel: the accuracy on the global batch, so that every rank moves the
+            # reward baseline alike (and as one process would)
+            reward = float(all_reduce_mean([(logits.argmax(-1) == y).float().mean()])[0])
         lut = self.latency_tables()
         if lut is not None:
             lat = lut[1] + sum(float(lut[0][k][c]) for k, c in choice.items())
