@@ -15,6 +15,7 @@ TINY = [
     "dataset.batch_size=16",
     "space.init_channels=4",
     "space.layers=3",
+    "algo.warmup_epochs=0",  # α from the first step (the default search warms up one epoch)
     "trainer.accelerator=cpu",
     "trainer.limit_val_batches=1",
     "logger=none",

@@ -87,14 +87,18 @@ class DivergenceGuard(pl.Callback):
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
         loss = loss if isinstance(loss, Tensor) else None
         groups = self._groups(loss)
-        if all_finite(t for _, named in groups for _, t in named):
-            return
-        found = []  # the slow, exact pass: only after the fused check failed
-        for label, named in groups:
-            bad = _bad(named)
-            if bad:
-                found.append(label if label == "train/loss" else _describe(label, bad, len(named)))
-        if found:  # else only the fused 1-norm overflowed: every value is finite
+        found = []
+        if not all_finite(t for _, named in groups for _, t in named):
+            for label, named in groups:  # the slow, exact pass: only after the fused check failed
+                bad = _bad(named)  # (may find nothing: only the fused 1-norm overflowed)
+                if bad:
+                    found.append(
+                        label if label == "train/loss" else _describe(label, bad, len(named))
+                    )
+        if getattr(trainer, "world_size", 1) > 1:  # a rank may diverge alone: all stop, none hangs
+            if not trainer.strategy.reduce_boolean_decision(not found, all=True) and not found:
+                found = ["values on another rank"]
+        if found:
             self._raise(trainer, pl_module, f"training batch {i}", found)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
