@@ -102,8 +102,9 @@ def test_lambda2_multirun_reports_retrained_accuracy_and_measured_latency(
         row = rows[job]
         result = json.loads((sweep / job / "retrain" / "result.json").read_text())
         assert row["status"] == "completed" and row["varying"] == f"algo.latency_weight={weight}"
-        assert float(row["test_acc"]) == pytest.approx(result["test_acc"], rel=1e-6)
-        assert float(row["latency_ms"]) == pytest.approx(result["latency_ms"], rel=1e-6)
+        # the CSV keeps 6 significant digits
+        assert float(row["test_acc"]) == pytest.approx(result["test_acc"], rel=1e-5)
+        assert float(row["latency_ms"]) == pytest.approx(result["latency_ms"], rel=1e-5)
         assert 0 <= result["test_acc"] <= 1 and result["latency_ms"] > 0
         assert result["latency"]["clock"] == "cpu" and result["epochs"] == 1
         # the retrained network is the search's genotype; the search's numbers stay beside it
