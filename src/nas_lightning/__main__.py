@@ -29,6 +29,8 @@ CONFIG_NAME = "search"
 def search(cfg: DictConfig) -> float | None:
     if cfg.get("task") == "retrain":  # imported here so --help stays fast
         from nas_lightning.retrain.run import run_retrain as run
+    elif cfg.get("task") == "search_retrain":
+        from nas_lightning.retrain.chain import run_search_retrain as run
     else:
         from nas_lightning.run import run
     from nas_lightning.runtime.job import JobContext, run_guarded

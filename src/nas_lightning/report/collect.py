@@ -8,7 +8,8 @@ A job directory is any directory under the sweep holding ``status.json`` or ``.h
 - ``csv/metrics.csv``: the **final** value of every metric — the last non-empty value of each
   column, i.e. the last epoch's (the genotype on disk is the last epoch's too, not the best);
 - ``genotype.json``: the genotype as text;
-- ``result.json`` of a retrain (``task=retrain``): test accuracy, measured latency, size;
+- ``result.json`` of a retrain (``task=retrain``), or ``retrain/result.json`` of a search
+  followed by its retrain (``task=search_retrain``): test accuracy, measured latency, size;
 - ``.hydra/overrides.yaml``: the job's overrides; ``varying`` keeps those that differ between
   jobs (the swept values).
 """
@@ -81,7 +82,7 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 def job_record(job: Path, sweep_dir: Path) -> dict[str, Any]:
     status = _json(job / "status.json") or {}
     metrics = final_metrics(job / "csv" / "metrics.csv")
-    result = _json(job / "result.json") or {}
+    result = _json(job / "result.json") or _json(job / "retrain" / "result.json") or {}
     record: dict[str, Any] = {
         "job": str(job.relative_to(sweep_dir)),
         "status": status.get("status", "unknown"),
