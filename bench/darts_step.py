@@ -67,7 +67,7 @@ class _Opt:
 
 def _clip(opt: _Opt, gradient_clip_val: float, gradient_clip_algorithm: str) -> None:
     """What ``LightningModule.clip_gradients(..., "norm")`` does on one CPU device."""
-    nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], gradient_clip_val)
+    nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], gradient_clip_val, foreach=True)
 
 
 def make_ours(cfg: tuple[int, int, int], meter: SavedBytes, mode: str, channels_last: bool):
@@ -75,8 +75,8 @@ def make_ours(cfg: tuple[int, int, int], meter: SavedBytes, mode: str, channels_
     (C, layers, batch), (order, hvp) = cfg, MODES[mode]
     torch.manual_seed(0)
     space = CNNSearchSpace(3, 10, C, layers, channels_last=channels_last, input_size=(32, 32))
-    sgd = partial(torch.optim.SGD, lr=0.025, momentum=0.9, weight_decay=3e-4)
-    adam = partial(torch.optim.Adam, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+    sgd = partial(torch.optim.SGD, lr=0.025, momentum=0.9, weight_decay=3e-4, foreach=True)
+    adam = partial(torch.optim.Adam, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3, foreach=True)
     algo = DartsSearch(space, sgd, adam, scheduler=None, grad_clip=5.0, order=order, hvp=hvp)
     opts = [_Opt(o) for o in algo.configure_optimizers()]
     algo.optimizers = lambda use_pl_optimizer=True: opts
@@ -195,7 +195,7 @@ def hypergrad_check() -> dict[str, float]:
             a.normal_(0, 0.5)
     train, val = batches(8, size=16, dtype=torch.float64)
     named = dict(space.named_weight_parameters())
-    opt = torch.optim.SGD(named.values(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+    opt = torch.optim.SGD(named.values(), lr=0.025, momentum=0.9, weight_decay=3e-4, foreach=True)
     F.cross_entropy(space(train[0]), train[1]).backward()
     opt.step()
     opt.zero_grad(set_to_none=True)

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from nas_lightning.spaces.choices import OpChoice
+from nas_lightning.ops.mixed_edges import mix_edges
+from nas_lightning.spaces.choices import ChoiceGroup, OpChoice
 
 
 @dataclass
@@ -96,6 +97,35 @@ def execute(cp: OpChoice, plan: Plan, x: Tensor, cache: dict) -> Tensor | None:
     return mix(cp, plan, x, cache)
 
 
+def _mixes(plans: Sequence[Plan]) -> bool:
+    """Whether every plan is a mix (a weight tensor, or floats), so that one fused call can run
+    the whole group; single paths (ints, :class:`Hard`, :class:`GatePlan`) run op by op."""
+    return all(
+        torch.is_tensor(p) or (isinstance(p, Sequence) and not isinstance(p, str)) for p in plans
+    )
+
+
+def execute_group(
+    group: ChoiceGroup, plans: Sequence[Plan], x: Tensor, fused: bool | None = None
+) -> list[Tensor | None]:
+    """Every choice point of ``group`` on ``x`` under its plan. Mixes run as one fused call
+    (``ops/mixed_edges.py``: all candidates of all points as a few batched kernels) where the
+    fused kernels apply and ``fused`` allows it (``None``: where they pay on ``x``'s device);
+    otherwise, and for single paths, point by point, sharing weightless outputs and the ReLU."""
+    points = list(group.points)
+    if fused is not False and _mixes(plans) and len({tuple(p.op_names) for p in points}) == 1:
+        if all(torch.is_tensor(p) for p in plans):
+            weights = torch.stack(list(plans)) if len(plans) > 1 else plans[0].unsqueeze(0)
+        else:
+            weights = [list(map(float, p)) for p in plans]
+        ops = [p.ops for p in points]
+        outs = mix_edges(x, points[0].op_names, ops, dict(group.shared), weights, fused)
+        if outs is not None:
+            return list(outs)
+    cache: dict = {}
+    return [execute(cp, plan, x, cache) for cp, plan in zip(points, plans, strict=True)]
+
+
 class FixedPlans:
     """A minimal binder running every choice point under fixed plans (no α, no strategy)."""
 
@@ -105,9 +135,8 @@ class FixedPlans:
     def mix(self, cp: OpChoice, x: Tensor) -> Tensor | None:
         return execute(cp, self.plans[cp.key], x, {})
 
-    def mix_group(self, group, x: Tensor) -> list[Tensor | None]:
-        cache: dict = {}
-        return [execute(cp, self.plans[cp.key], x, cache) for cp in group.points]
+    def mix_group(self, group: ChoiceGroup, x: Tensor) -> list[Tensor | None]:
+        return execute_group(group, [self.plans[cp.key] for cp in group.points], x)
 
     def aggregate(self, node, inputs: list[Tensor | None]) -> Tensor | None:
         return sum_present(inputs)
@@ -122,4 +151,14 @@ def sum_present(inputs: Sequence[Tensor | None]) -> Tensor | None:
     return out
 
 
-__all__ = ["FixedPlans", "GatePlan", "Hard", "Plan", "execute", "gated", "mix", "sum_present"]
+__all__ = [
+    "FixedPlans",
+    "GatePlan",
+    "Hard",
+    "Plan",
+    "execute",
+    "execute_group",
+    "gated",
+    "mix",
+    "sum_present",
+]

@@ -1,0 +1,107 @@
+"""The fused op's convolutions against F.conv2d: values, gradients, double backward, jvp."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.autograd.forward_ad as fwAD
+import torch.nn.functional as F
+
+from nas_lightning.ops.fused_conv import conv2d, depthwise_repeated
+from nas_lightning.ops.fused_layout import stack
+
+TOL = dict(rtol=1e-10, atol=1e-10)
+CASES = [  # (kernel, stride, dilation, size): plain, strided, dilated, taps-sized, phased, odd
+    (3, 1, 1, 8),
+    (5, 2, 1, 8),
+    (5, 1, 2, 8),
+    (3, 1, 2, 4),
+    (5, 1, 1, 4),
+    (3, 2, 1, 7),
+    (5, 1, 1, 1),
+]
+
+
+def _inputs(k, size, out_channels, C=3, seed=0):
+    torch.manual_seed(seed)
+    x = torch.randn(2, C, size, size, dtype=torch.float64).to(memory_format=torch.channels_last)
+    w = torch.randn(out_channels, 1, k, k, dtype=torch.float64)
+    return x.requires_grad_(), w.requires_grad_()
+
+
+def _check(fused, native, x, w):
+    """Value, gradients, the HVP of a double backward and reverse-over-forward all agree."""
+    torch.testing.assert_close(fused(x, w), native(x, w), **TOL)
+    results = []
+    for fn in (fused, native):
+        y = fn(x, w)
+        g = torch.autograd.grad((y * y.detach().sin()).sum(), [x, w], create_graph=True)
+        torch.manual_seed(1)
+        dot = sum((gi * torch.randn(gi.shape, dtype=gi.dtype)).sum() for gi in g)
+        hvp = torch.autograd.grad(dot, [x, w])
+        with fwAD.dual_level():
+            torch.manual_seed(2)
+            t = fwAD.unpack_dual(fn(x, fwAD.make_dual(w, torch.randn_like(w)))).tangent
+        results.append((*g, *hvp, t, *torch.autograd.grad((t * t).sum(), [x])))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+def _pad(k, size, d):
+    """The "same" padding, cropped where taps can only read padding (as the fused op does)."""
+    return d * min(k // 2, (size - 1) // d)
+
+
+def _crop(w, k, size, d):
+    r = min(k // 2, (size - 1) // d)
+    c = k // 2
+    return w[..., c - r : c + r + 1, c - r : c + r + 1]
+
+
+@pytest.mark.parametrize("k, stride, d, size", CASES)
+@pytest.mark.parametrize("m", [1, 3])
+def test_depthwise_conv_with_multiplier(k, stride, d, size, m, one_thread):
+    x, w = _inputs(k, size, 3 * m)
+    p = _pad(k, size, d)
+
+    def fused(x, w):
+        return conv2d(x, _crop(w, k, size, d), stride, (p, p), 3, d)
+
+    def native(x, w):
+        return F.conv2d(x, _crop(w, k, size, d), None, stride, p, d, 3)
+
+    _check(fused, native, x, w)
+
+
+@pytest.mark.parametrize("k, stride, d, size", CASES)
+def test_repeated_depthwise_is_per_branch_depthwise(k, stride, d, size, one_thread):
+    x, w = _inputs(k, size, 3 * 4)  # 4 branches of 3 channels
+    p = _pad(k, size, d)
+
+    def fused(x, w):
+        return depthwise_repeated(x, _crop(w, k, size, d), stride, (p, p), d)
+
+    def native(x, w):
+        return F.conv2d(x.repeat(1, 4, 1, 1), _crop(w, k, size, d), None, stride, p, d, 12)
+
+    _check(fused, native, x, w)
+
+
+def test_grouped_pointwise(one_thread):
+    torch.manual_seed(0)
+    x = torch.randn(2, 12, 5, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(12, 3, 1, 1, dtype=torch.float64, requires_grad=True)
+    _check(
+        lambda x, w: conv2d(x, w, 1, (0, 0), 4), lambda x, w: F.conv2d(x, w, None, 1, 0, 1, 4), x, w
+    )
+
+
+def test_stack_gives_each_parameter_a_dense_gradient_and_pads():
+    ws = [torch.randn(4, 1, 3, 3, requires_grad=True) for _ in range(3)]
+    out = stack(ws, 1, pad=1)
+    assert out.shape == (4, 3, 1, 5, 5) and out[..., 0, :].abs().sum() == 0
+    (out * torch.arange(out.numel()).view_as(out)).sum().backward()
+    for i, w in enumerate(ws):
+        want = torch.arange(out.numel()).view_as(out)[:, i, :, 1:4, 1:4].float()
+        torch.testing.assert_close(w.grad, want)
+        assert w.grad.is_contiguous()  # AccumulateGrad keeps it without a copy
