@@ -9,12 +9,14 @@ def ratios(out: dict[str, Any], prefix: str, mode: str, res: dict[str, float]) -
     """Ours against the naive reference (first order against first order, second order
     against its finite-difference second order) and against our unfused path if measured."""
     ratios = {}
-    base = f"{prefix.split('.')[0]}.reference.{mode.split('.')[0]}"
+    base = f"{prefix}reference.{mode.split('.')[0]}"  # prefix: "<config>.<layout>."
     if f"{base}.step_s" in out:
         ref_s, ref_mb = out[f"{base}.step_s"], out[f"{base}.saved_mb"]
         ratios["speedup_vs_reference"] = ref_s / res["step_s"]
         ratios["time_ratio_vs_reference"] = res["step_s"] / ref_s
         ratios["saved_ratio_vs_reference"] = res["saved_mb"] / ref_mb
+    if "peak_mb" in res and f"{base}.peak_mb" in out:  # CUDA: max_memory_allocated
+        ratios["peak_ratio_vs_reference"] = res["peak_mb"] / out[f"{base}.peak_mb"]
     if "aten_ops" in res and f"{base}.aten_ops" in out:
         ratios["aten_ops_ratio_vs_reference"] = res["aten_ops"] / out[f"{base}.aten_ops"]
     for key in ("step_s", "step_cpu_s"):

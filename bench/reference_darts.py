@@ -145,6 +145,17 @@ class Network(nn.Module):
         self.alphas_normal = (1e-3 * torch.randn(shape)).requires_grad_()
         self.alphas_reduce = (1e-3 * torch.randn(shape)).requires_grad_()
 
+        self.placement: tuple[torch.device, bool] = (torch.device("cpu"), False)
+
+    def placed(self, device: torch.device, channels_last: bool = False) -> Network:
+        """This network on ``device`` (α too: plain tensors), channels_last if asked."""
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.to(device=device, memory_format=fmt)
+        self.alphas_normal = self.alphas_normal.detach().to(device).requires_grad_()
+        self.alphas_reduce = self.alphas_reduce.detach().to(device).requires_grad_()
+        self.placement = (torch.device(device), channels_last)
+        return self
+
     def arch_parameters(self) -> list[Tensor]:
         return [self.alphas_normal, self.alphas_reduce]
 
@@ -196,7 +207,7 @@ class Architect:
 
     def _model_from_theta(self, theta: Tensor) -> Network:
         """A new network (built from scratch, as the original does) holding ``theta``."""
-        clone = Network(**self.model.config)
+        clone = Network(**self.model.config).placed(*self.model.placement)
         for x, y in zip(clone.arch_parameters(), self.model.arch_parameters(), strict=True):
             x.data.copy_(y.data)
         state, offset = self.model.state_dict(), 0

@@ -9,6 +9,7 @@ every weight, and the BatchNorm buffers must agree.
 from __future__ import annotations
 
 import copy
+from contextlib import nullcontext
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ import torch.autograd.forward_ad as fwAD
 from torch import nn
 
 from nas_lightning.ops import build_op
+from nas_lightning.ops.depthwise import generic_paths
 from nas_lightning.ops.fused_plan import fused_plan
 from nas_lightning.spaces.choices import ChoiceGroup, OpChoice
 from nas_lightning.spaces.plans import execute_group
@@ -87,12 +89,19 @@ def assert_close(a, b):
             torch.testing.assert_close(x, y, **TOL)
 
 
-@pytest.mark.parametrize("subset", list(SUBSETS))
+@pytest.mark.parametrize("subset", [*SUBSETS, "all_generic"])
 @pytest.mark.parametrize("stride", [1, 2], ids=["normal", "reduction"])
 @pytest.mark.parametrize("cl", [False, True], ids=["nchw", "channels_last"])
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
 def test_fused_equals_op_by_op(subset, stride, cl, train):
-    ops = SUBSETS[subset]  # skip_connect: identity (shared) at stride 1, FactorizedReduce at 2
+    """``all_generic``: the device-generic convs (what CUDA runs), forced on CPU."""
+    with generic_paths() if subset.endswith("generic") else nullcontext():
+        _fused_equals_op_by_op(SUBSETS[subset.split("_generic")[0]], stride, cl, train)
+
+
+def _fused_equals_op_by_op(
+    ops, stride, cl, train
+):  # skip_connect: identity (shared) at stride 1, FactorizedReduce at 2
     g = group(ops, stride).train(train)
     g2 = copy.deepcopy(g)
     assert fused_plan(ops, [[p.ops for p in g.points]], [dict(g.shared)]) is not None
@@ -157,10 +166,16 @@ def test_double_backward_matches(stride):
     assert_close(results[1], results[0])
 
 
+@pytest.mark.parametrize("generic", [False, True], ids=["cpu_paths", "generic_paths"])
 @pytest.mark.parametrize("stride", [1, 2], ids=["normal", "reduction"])
-def test_forward_mode_and_reverse_over_forward_match(stride):
+def test_forward_mode_and_reverse_over_forward_match(stride, generic):
     """A dual-number forward along a weight direction (the exact HVP's), then ∇(α, h) of the
     tangent, against the op-by-op ⟨∇w L, v⟩ and its double backward."""
+    with generic_paths() if generic else nullcontext():
+        _forward_mode_matches(stride)
+
+
+def _forward_mode_matches(stride):
     g = group(ALL, stride)
     g2 = copy.deepcopy(g)
     h, w = state(), alpha(3, len(ALL))

@@ -7,8 +7,9 @@ import torch
 import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 
-from nas_lightning.ops.fused_conv import conv2d, depthwise_repeated
+from nas_lightning.ops.fused_conv import conv2d
 from nas_lightning.ops.fused_layout import stack
+from nas_lightning.ops.fused_repeat import depthwise_repeated
 
 TOL = dict(rtol=1e-10, atol=1e-10)
 CASES = [  # (kernel, stride, dilation, size): plain, strided, dilated, taps-sized, phased, odd
@@ -105,3 +106,37 @@ def test_stack_gives_each_parameter_a_dense_gradient_and_pads():
         want = torch.arange(out.numel()).view_as(out)[:, i, :, 1:4, 1:4].float()
         torch.testing.assert_close(w.grad, want)
         assert w.grad.is_contiguous()  # AccumulateGrad keeps it without a copy
+
+
+def test_generic_paths_run_plain_conv2d_under_bf16_autocast(one_thread):
+    """Off CPU (forced here by ``generic_paths``) every depthwise conv is plain ``F.conv2d``:
+    native backward, autocast's own casts (bf16 output, fp32 gradients for fp32 leaves)."""
+    from nas_lightning.ops.darts_ops import DilatedDepthwiseConv2d
+    from nas_lightning.ops.depthwise import depthwise_same, generic_paths
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    w = torch.randn(3, 1, 5, 5, requires_grad=True)
+    dil = DilatedDepthwiseConv2d(3, 3, 1)
+    convs = {
+        "depthwise_same": (lambda: depthwise_same(x, w, 2), F.conv2d(x, w, None, 2, 2, 1, 3)),
+        "dilated": (lambda: dil(x), F.conv2d(x, dil.weight, None, 1, 2, 2, 3)),
+        "grouped": (lambda: conv2d(x, w, 1, (2, 2), 3), F.conv2d(x, w, None, 1, 2, 1, 3)),
+        "repeated": (
+            lambda: depthwise_repeated(x, torch.cat([w, w]), 1, (2, 2)),
+            F.conv2d(x.repeat(1, 2, 1, 1), torch.cat([w, w]), None, 1, 2, 1, 6),
+        ),
+    }
+    for name, (ours, ref) in convs.items():
+        with generic_paths(), torch.autocast("cpu", dtype=torch.bfloat16):
+            y = ours()
+        assert y.dtype == torch.bfloat16, name
+        assert y.grad_fn.name() == "ConvolutionBackward0", name  # no custom Function
+        torch.testing.assert_close(y.float(), ref, rtol=0, atol=0.05 * ref.abs().max().item())
+        gx, gw = torch.autograd.grad(
+            y.float().square().sum(), (x, w if name != "dilated" else dil.weight)
+        )
+        assert gx.dtype == gw.dtype == torch.float32, name
+    with generic_paths():
+        assert depthwise_same(x, w).grad_fn.name() == "ConvolutionBackward0"
+    assert depthwise_same(x, w).grad_fn.name() != "ConvolutionBackward0"  # the CPU path

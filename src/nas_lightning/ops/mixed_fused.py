@@ -32,8 +32,9 @@ from torch import Tensor
 
 from nas_lightning.ops import fused_layout as L
 from nas_lightning.ops.fused_bn import batch_norm_concat
-from nas_lightning.ops.fused_conv import conv2d, depthwise_repeated
+from nas_lightning.ops.fused_conv import conv2d
 from nas_lightning.ops.fused_plan import Kind, Plan
+from nas_lightning.ops.fused_repeat import depthwise_repeated
 
 
 @dataclass
