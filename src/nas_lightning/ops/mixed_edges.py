@@ -1,7 +1,7 @@
 """The softmax-mixed edges that leave one state, as fused kernels: dispatch and CPU policy.
 
-``mix_edges(h, op_names, edge_ops, shared, weights, fused)`` computes, for ``E`` edges reading
-the same (pre-activation) state ``h``, the outputs ``Σ_k weights[e][k]·op_k(h)``:
+``mix_edges([h], op_names, [edge_ops], [shared], [weights], fused)`` computes, for ``E`` edges
+reading the same (pre-activation) state ``h``, the outputs ``Σ_k weights[e][k]·op_k(h)``:
 
 - ``edge_ops[e][name]``: edge ``e``'s module for op ``name`` when it has weights (sep/dil convs,
   the FactorizedReduce skip at stride 2), built by ``build_op(name, C, stride, affine=...,
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import torch
 from torch import Tensor, nn
 
 from nas_lightning.ops.fused_plan import Plan, fused_plan
@@ -42,22 +41,24 @@ def fuse_on(plan: Plan, h: Tensor) -> bool:
 
 
 def mix_edges(
-    h: Tensor,
+    hs: Sequence[Tensor],
     op_names: Sequence[str],
-    edge_ops: Sequence[Mapping[str, nn.Module]],
-    shared: Mapping[str, nn.Module],
-    weights: Tensor | Sequence[Sequence[float]],
+    edge_ops: Sequence[Sequence[Mapping[str, nn.Module]]],
+    shared: Sequence[Mapping[str, nn.Module]],
+    weights: Tensor | Sequence[Sequence[Sequence[float]]],
     fused: bool | None = None,
 ) -> list[Tensor] | None:
-    """The fused outputs (see the module docstring); ``fused``: ``True`` fuses wherever the
-    plan allows, ``None`` only where :func:`fuse_on` says it pays, ``False`` never."""
-    if fused is False or h.dim() != 4:
+    """The fused outputs (see the module docstring) for ``S`` states ``hs`` of one shape:
+    ``out[e] = Σ_s Σ_k weights[s][e][k]·op_k(hs[s])`` with ``edge_ops[s][e]``, ``shared[s]``
+    (``S = 2``: a DARTS cell's two inputs, which feed the same nodes). ``fused``: ``True`` fuses
+    wherever the plan allows, ``None`` only where :func:`fuse_on` says it pays, ``False``
+    never."""
+    if fused is False or any(h.dim() != 4 or h.shape != hs[0].shape for h in hs):
         return None
-    plan = fused_plan(op_names, [edge_ops], [shared])
-    if plan is None or not (fused or fuse_on(plan, h)):
+    plan = fused_plan(op_names, edge_ops, shared)
+    if plan is None or not (fused or fuse_on(plan, hs[0])):
         return None
-    w = weights.unsqueeze(0) if torch.is_tensor(weights) else [weights]
-    return mix_fused(plan, [h], w).outputs()
+    return mix_fused(plan, list(hs), weights).outputs()
 
 
 __all__ = ["CPU_FUSE_MAX", "fuse_on", "mix_edges"]

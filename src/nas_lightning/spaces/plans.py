@@ -97,14 +97,6 @@ def execute(cp: OpChoice, plan: Plan, x: Tensor, cache: dict) -> Tensor | None:
     return mix(cp, plan, x, cache)
 
 
-def _mixes(plans: Sequence[Plan]) -> bool:
-    """Whether every plan is a mix (a weight tensor, or floats), so that one fused call can run
-    the whole group; single paths (ints, :class:`Hard`, :class:`GatePlan`) run op by op."""
-    return all(
-        torch.is_tensor(p) or (isinstance(p, Sequence) and not isinstance(p, str)) for p in plans
-    )
-
-
 def execute_group(
     group: ChoiceGroup, plans: Sequence[Plan], x: Tensor, fused: bool | None = None
 ) -> list[Tensor | None]:
@@ -112,18 +104,36 @@ def execute_group(
     (``ops/mixed_edges.py``: all candidates of all points as a few batched kernels) where the
     fused kernels apply and ``fused`` allows it (``None``: where they pay on ``x``'s device);
     otherwise, and for single paths, point by point, sharing weightless outputs and the ReLU."""
-    points = list(group.points)
-    if fused is not False and _mixes(plans) and len({tuple(p.op_names) for p in points}) == 1:
-        if all(torch.is_tensor(p) for p in plans):
-            weights = torch.stack(list(plans)) if len(plans) > 1 else plans[0].unsqueeze(0)
-        else:
-            weights = [list(map(float, p)) for p in plans]
-        ops = [p.ops for p in points]
-        outs = mix_edges(x, points[0].op_names, ops, dict(group.shared), weights, fused)
-        if outs is not None:
-            return list(outs)
+    outs = fused_sum([group], [plans], [x], fused)
+    if outs is not None:
+        return outs
     cache: dict = {}
-    return [execute(cp, plan, x, cache) for cp, plan in zip(points, plans, strict=True)]
+    return [execute(cp, plan, x, cache) for cp, plan in zip(group.points, plans, strict=True)]
+
+
+def fused_sum(
+    groups: Sequence[ChoiceGroup],
+    plans: Sequence[Sequence[Plan]],
+    xs: Sequence[Tensor],
+    fused: bool | None,
+) -> list[Tensor] | None:
+    """``out[e] = Σ_g mix of point e of group g`` in one fused call (groups with as many points
+    and the same candidates), or ``None`` where it does not apply (single paths, another op
+    list, ``fused`` / ``mixed_edges.fuse_on`` says no): then run them one by one."""
+    flat = [p for ps in plans for p in ps]
+    points = [list(g.points) for g in groups]
+    names = {tuple(p.op_names) for ps in points for p in ps}
+    if fused is False or len(names) != 1 or len({len(ps) for ps in points}) != 1:
+        return None
+    if all(torch.is_tensor(p) for p in flat):
+        weights = torch.stack(flat).view(len(groups), len(points[0]), -1)
+    elif all(isinstance(p, Sequence) and not isinstance(p, str) for p in flat):
+        weights = [[list(map(float, p)) for p in ps] for ps in plans]
+    else:  # single paths (ints, Hard, GatePlan) run op by op
+        return None
+    ops = [[p.ops for p in ps] for ps in points]
+    shared = [dict(g.shared) for g in groups]
+    return mix_edges(xs, points[0][0].op_names, ops, shared, weights, fused)
 
 
 class FixedPlans:
@@ -158,6 +168,7 @@ __all__ = [
     "Plan",
     "execute",
     "execute_group",
+    "fused_sum",
     "gated",
     "mix",
     "sum_present",

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from nas_lightning.spaces.base import Probs, SearchSpace, entropy
 from nas_lightning.spaces.choices import ChoiceGroup, Decision, InputChoice, OpChoice, bind
-from nas_lightning.spaces.plans import Plan, execute, execute_group, sum_present
+from nas_lightning.spaces.plans import Plan, execute, execute_group, fused_sum, sum_present
 
 
 class _Hooks:
@@ -171,6 +171,17 @@ class MixingStrategy(nn.Module):
         allows (``None``: where they pay on the device, see ``ops/mixed_edges.fuse_on``)."""
         plans = [self.plan(cp.key) for cp in group.points]
         return execute_group(group, plans, x, self.fused)
+
+    def mix_groups(self, groups, xs: list[Tensor]) -> list[list[Tensor | None]]:
+        """Groups feeding the same nodes (``choices.mix_groups``): one fused call for all when
+        the nodes sum plainly (this class's :meth:`aggregate` and :meth:`mix_group`)."""
+        cls = type(self)
+        if cls.aggregate is MixingStrategy.aggregate and cls.mix_group is MixingStrategy.mix_group:
+            plans = [[self.plan(cp.key) for cp in g.points] for g in groups]
+            outs = fused_sum(groups, plans, xs, self.fused)
+            if outs is not None:
+                return [outs] + [[None] * len(g.points) for g in groups[1:]]
+        return [self.mix_group(g, x) for g, x in zip(groups, xs, strict=True)]
 
     def aggregate(self, node: InputChoice, inputs: list[Tensor | None]) -> Tensor | None:
         return sum_present(inputs)
