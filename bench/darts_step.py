@@ -8,8 +8,9 @@ in the same layout; second order is compared with the reference's (finite-differ
 order. ``bench/step_measure.py`` says what one measurement is, on CPU and on CUDA.
 
 ``aten_ops``: the aten calls of one step (``bench/aten_count.py``, a proxy for kernel
-launches), ours counted with the fused mixed op everywhere, as on an accelerator
-(``aten_ops_cpu``: under this CPU's fusion policy, ``ops/mixed_edges.fuse_on``). Ours is timed
+launches), ours counted as it runs on an accelerator: the mixed op fused everywhere and the
+device-generic convs (``aten_ops_cpu``: as it runs on this CPU, ``ops/mixed_edges.fuse_on`` and
+the CPU-only depthwise paths). Ours is timed
 under the device's policy; ``unfused.*`` is our op-by-op path (``mixing.fused = False``) in the
 same run, for ``time_ratio_vs_unfused``. ``single_path``: the plain training step of a discrete
 net of the same shape, for scale. ``hypergrad.*``: cosine and relative error of each α-gradient
@@ -27,8 +28,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,11 +38,10 @@ import torch
 import torch.nn.functional as F
 from darts_report import markdown, ratios
 from saved_bytes import SavedBytes
-from step_measure import check_device, measure
+from step_measure import as_on_accelerator, check_device, measure
 
 from nas_lightning.algos import DartsSearch, hypergrad
 from nas_lightning.algos.mixing import SoftmaxMixing
-from nas_lightning.ops import mixed_edges
 from nas_lightning.spaces import CNNSearchSpace
 
 CONFIGS = {"reduced": (8, 5, 32), "standard": (16, 8, 64)}  # (C, cells, batch), 32×32 inputs
@@ -72,16 +71,6 @@ class _Opt:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.optimizer, name)
-
-
-@contextmanager
-def fused_everywhere() -> Iterator[None]:
-    """The fusion policy of an accelerator (fused at every size) on this CPU."""
-    saved, mixed_edges.CPU_FUSE_MAX = mixed_edges.CPU_FUSE_MAX, float("inf")
-    try:
-        yield
-    finally:
-        mixed_edges.CPU_FUSE_MAX = saved
 
 
 def make_ours(cfg, meter: SavedBytes, mode: str, cl: bool, device, fused: bool | None = None):
@@ -151,7 +140,7 @@ def run_config(name: str, args: argparse.Namespace, device: torch.device) -> dic
                 build = partial(make_ours, cfg, mode=mode, cl=cl, device=device, fused=False)
                 put(f"{tag}unfused.{mode}", measure(build, steps, count, device=device))
             build = partial(make_ours, cfg, mode=mode, cl=cl, device=device)
-            policies = {"aten_ops": fused_everywhere, "aten_ops_cpu": nullcontext}
+            policies = {"aten_ops": as_on_accelerator, "aten_ops_cpu": nullcontext}
             if device.type != "cpu":
                 policies = {"aten_ops": nullcontext}
             res = measure(build, steps, count, policies, device)

@@ -189,13 +189,13 @@ class Architect:
 
     def _unrolled_backward(self, train: Batch, val: Batch, eta: float, w_opt: Optimizer) -> None:
         model, params = self.model, list(self.model.parameters())
-        theta = torch.cat([p.data.view(-1) for p in params])
+        theta = torch.cat([p.data.reshape(-1) for p in params])
         try:
-            moment = torch.cat([w_opt.state[p]["momentum_buffer"].view(-1) for p in params])
+            moment = torch.cat([w_opt.state[p]["momentum_buffer"].reshape(-1) for p in params])
             moment = moment * self.momentum
         except KeyError:
             moment = torch.zeros_like(theta)
-        dtheta = torch.cat([g.view(-1) for g in torch.autograd.grad(model.loss(*train), params)])
+        dtheta = torch.cat([g.reshape(-1) for g in torch.autograd.grad(model.loss(*train), params)])
         dtheta = dtheta.data + self.weight_decay * theta
         unrolled = self._model_from_theta(theta - eta * (moment + dtheta))
         loss = unrolled.loss(*val)
@@ -219,7 +219,7 @@ class Architect:
 
     def _hessian_vector_product(self, vector: list[Tensor], train: Batch, r: float = 1e-2):
         params, arch = list(self.model.parameters()), self.model.arch_parameters()
-        R = r / torch.cat([v.view(-1) for v in vector]).norm()
+        R = r / torch.cat([v.reshape(-1) for v in vector]).norm()
         grads = []
         for scale in (1.0, -2.0):  # w + Rv, then w - Rv
             for p, v in zip(params, vector, strict=True):

@@ -18,13 +18,16 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
 from aten_count import count_step
 from saved_bytes import SavedBytes
+
+from nas_lightning.ops import mixed_edges
+from nas_lightning.ops.depthwise import generic_paths
 
 Build = Callable[[SavedBytes], Callable[[], Any]]
 
@@ -41,6 +44,18 @@ def check_device(device: str) -> torch.device:
             )
         return torch.device("cuda")
     raise SystemExit(f"--device {device!r} is invalid; valid choices: cpu, cuda")
+
+
+@contextmanager
+def as_on_accelerator() -> Iterator[None]:
+    """What runs on an accelerator, on this CPU: the mixes fused at every size, and the
+    device-generic convs (plain ``F.conv2d``, no CPU-only depthwise paths)."""
+    saved, mixed_edges.CPU_FUSE_MAX = mixed_edges.CPU_FUSE_MAX, float("inf")
+    try:
+        with generic_paths():
+            yield
+    finally:
+        mixed_edges.CPU_FUSE_MAX = saved
 
 
 def _cpu_times(step: Callable[[], Any], steps: int) -> dict[str, float]:
@@ -97,4 +112,4 @@ def measure(
     return res
 
 
-__all__ = ["check_device", "measure"]
+__all__ = ["as_on_accelerator", "check_device", "measure"]

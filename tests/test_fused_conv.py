@@ -8,7 +8,7 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 
 from nas_lightning.ops.fused_conv import conv2d
-from nas_lightning.ops.fused_layout import stack
+from nas_lightning.ops.fused_layout import cat_params
 from nas_lightning.ops.fused_repeat import depthwise_repeated
 
 TOL = dict(rtol=1e-10, atol=1e-10)
@@ -97,15 +97,19 @@ def test_grouped_pointwise(one_thread):
     )
 
 
-def test_stack_gives_each_parameter_a_dense_gradient_and_pads():
+def test_cat_params_gives_each_parameter_a_dense_gradient_and_pads():
     ws = [torch.randn(4, 1, 3, 3, requires_grad=True) for _ in range(3)]
-    out = stack(ws, 1, pad=1)
-    assert out.shape == (4, 3, 1, 5, 5) and out[..., 0, :].abs().sum() == 0
-    (out * torch.arange(out.numel()).view_as(out)).sum().backward()
+    out = cat_params(ws, pad=1)
+    assert out.shape == (12, 1, 5, 5) and out[..., 0, :].abs().sum() == 0
+    weights = torch.arange(out.numel()).view_as(out).float()
+    (out * weights).sum().backward()
     for i, w in enumerate(ws):
-        want = torch.arange(out.numel()).view_as(out)[:, i, :, 1:4, 1:4].float()
-        torch.testing.assert_close(w.grad, want)
+        torch.testing.assert_close(w.grad, weights[4 * i : 4 * (i + 1), :, 1:4, 1:4])
         assert w.grad.is_contiguous()  # AccumulateGrad keeps it without a copy
+    with fwAD.dual_level():  # forward mode: the tangents are concatenated (and padded) alike
+        duals = [fwAD.make_dual(w.detach(), torch.ones_like(w)) for w in ws]
+        tangent = fwAD.unpack_dual(cat_params(duals, pad=1)).tangent
+    assert tangent.sum() == 3 * 4 * 9 and tangent[..., 0, :].abs().sum() == 0
 
 
 def test_generic_paths_run_plain_conv2d_under_bf16_autocast(one_thread):

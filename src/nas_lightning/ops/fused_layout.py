@@ -20,59 +20,62 @@ def channels_last(t: Tensor) -> bool:
     return t.dim() == 4 and t.shape[1] > 1 and t.stride(1) < t.stride(3)
 
 
-class _Stack(torch.autograd.Function):
-    """``pad(stack(tensors, dim))`` whose backward is one copy and one ``unbind``.
+class _Cat(torch.autograd.Function):
+    """``pad(cat(tensors, 0))`` (zeros around the last two dims) whose backward is one crop and
+    one ``split`` into contiguous per-parameter gradients.
 
-    Autograd's own backward runs one ``select`` per input, and the gradient views it hands out
-    (strided by the stack, cropped by the pad) break the parameters' layout, so every
-    ``AccumulateGrad`` then copies: three kernels per parameter per backward instead of none.
+    Autograd's own backward of ``stack``/``cat`` + ``pad`` runs a slice per input and a crop,
+    and hands out strided gradient views that break the parameters' layout, so every
+    ``AccumulateGrad`` then copies: several kernels per parameter per backward instead of none.
     """
 
     @staticmethod
-    def forward(ctx, dim: int, pad: int, *tensors: Tensor) -> Tensor:
-        ctx.dim, ctx.pad = dim, pad
-        out = torch.stack(tensors, dim)
+    def forward(ctx, pad: int, *tensors: Tensor) -> Tensor:
+        ctx.pad, ctx.sizes = pad, [t.shape[0] for t in tensors]
+        out = torch.cat(tensors, 0)
         return F.pad(out, [pad] * 4) if pad else out
 
     @staticmethod
-    def jvp(ctx, _dim, _pad, *tangents: Tensor | None) -> Tensor:
+    def jvp(ctx, _pad, *tangents: Tensor | None) -> Tensor:
         ref = next(t for t in tangents if t is not None)
         full = [torch.zeros_like(ref) if t is None else t for t in tangents]
-        return _Stack.apply(ctx.dim, ctx.pad, *full)
+        return _Cat.apply(ctx.pad, *full)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         p = ctx.pad
-        if p:
-            grad = grad[..., p:-p, p:-p]
-        if ctx.dim or p or not grad.is_contiguous():
-            grad = grad.movedim(ctx.dim, 0).contiguous()
-        return (None, None, *grad.unbind(0))
+        if p:  # a negative pad crops (one kernel, a contiguous result)
+            grad = F.pad(grad, [-p] * 4)
+        elif not grad.is_contiguous():
+            grad = grad.contiguous()
+        return (None, *grad.split(ctx.sizes, 0))
 
 
-def stack(tensors: Sequence[Tensor], dim: int = 0, pad: int = 0) -> Tensor:
-    """``torch.stack`` (then ``pad`` zeros around the last two dims), see :class:`_Stack`."""
+def cat_params(tensors: Sequence[Tensor], pad: int = 0) -> Tensor:
+    """``torch.cat(tensors, 0)`` (then ``pad`` zeros around the last two dims): the per-op
+    parameters of every branch as one kernel, see :class:`_Cat`."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        return _Stack.apply(dim, pad, *tensors)
-    out = torch.stack(list(tensors), dim)
+        return _Cat.apply(pad, *tensors)
+    out = torch.cat(list(tensors), 0)
     return F.pad(out, [pad] * 4) if pad else out
 
 
 def kernels(convs: Sequence[tuple[int, Sequence[Tensor]]]) -> Tensor:
-    """Depthwise kernels ``[C, 1, k, k]`` of every branch stacked into ``[M, C, 1, K, K]``;
+    """Depthwise kernels ``[C, 1, k, k]`` of every branch as one ``[M·C, 1, K, K]``, branch-major;
     smaller kernels are zero-padded to the largest ``K`` (the same conv: the extra taps
     multiply by zero)."""
     K = max(k for k, _ in convs)
-    parts = [stack(ws, 0, (K - k) // 2) for k, ws in convs]
+    parts = [cat_params(ws, (K - k) // 2) for k, ws in convs]
     return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
 
 
-def block_diagonal(w: Tensor, S: int) -> Tensor:
-    """1×1 kernels ``[E·S, O, C, 1, 1]`` of branches ``(e, s)`` as one dense conv over
-    :func:`join_sources` input where branch ``(e, s)`` reads only source ``s``."""
+def block_diagonal(w: Tensor, S: int, out: int) -> Tensor:
+    """1×1 kernels ``[E·S·O, C, 1, 1]`` of branches ``(e, s)`` (``O`` outputs each) as one
+    dense conv over :func:`join_sources` input where branch ``(e, s)`` reads only source ``s``."""
     if S == 1:
-        return w.flatten(0, 1)
-    n, out, C = w.shape[:3]
+        return w
+    C = w.shape[1]
+    n = w.shape[0] // out
     eye = torch.eye(S, dtype=w.dtype, device=w.device)
     t = w.view(n // S, S, out, 1, C) * eye.view(1, S, 1, S, 1)
     return t.reshape(n * out, S * C, 1, 1)

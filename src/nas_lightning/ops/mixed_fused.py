@@ -92,7 +92,7 @@ def mix_fused(
     if plan.sep:
         z = _first_half(plan.sep, r, plan, d=1)
         a = F.relu(batch_norm_concat(z, [op[2] for op in plan.sep_branches()]))
-        w2, pad = L.crop(_kernels(plan.sep, 4).flatten(0, 1), a.shape[2], a.shape[3])
+        w2, pad = L.crop(_kernels(plan.sep, 4), a.shape[2], a.shape[3])
         y = conv2d(a, w2, 1, pad, a.shape[1])
         pre.append(_pointwise(y, [op[5].weight for op in plan.sep_branches()]))
     if plan.dil:
@@ -139,7 +139,7 @@ def _contract(acc: Tensor | None, Z: Tensor, mix: Tensor, cl: bool) -> Tensor:
 
 
 def _kernels(kinds: list[Kind], layer: int) -> Tensor:
-    """Layer ``layer``'s depthwise kernels of every branch, ``[M, C, 1, K, K]``."""
+    """Layer ``layer``'s depthwise kernels of every branch, ``[M·C, 1, K, K]``."""
     return L.kernels([(k.k, [op[layer].weight for op in k.branches()]) for k in kinds])
 
 
@@ -148,27 +148,27 @@ def _first_half(kinds: list[Kind], r: Tensor, plan: Plan, d: int) -> Tensor:
     s = plan.stride
     if d == 2 and s == 2:  # a dilation-2 conv at stride 2 reads the even positions only
         r, d, s = r[:, :, ::2, ::2], 1, 1
-    w, pad = L.crop(_kernels(kinds, 0).flatten(0, 1), r.shape[2], r.shape[3], d)
+    w, pad = L.crop(_kernels(kinds, 0), r.shape[2], r.shape[3], d)
     x = depthwise_repeated(r, w, s, pad, d)
     return _pointwise(x, [op[1].weight for kind in kinds for op in kind.branches()])
 
 
 def _pointwise(x: Tensor, ws: list[Tensor]) -> Tensor:
     """The branches' 1×1 convs (each ``C → C``) as one grouped conv."""
-    return conv2d(x, L.stack(ws).flatten(0, 1), 1, (0, 0), len(ws))
+    return conv2d(x, L.cat_params(ws), 1, (0, 0), len(ws))
 
 
 def _factorized_reduce(plan: Plan, r: Tensor, cl: bool) -> Tensor:
     """Every edge's FactorizedReduce before its BN, branch-major ``[B, E·S·C, H', W']``."""
     ops, S = plan.fr.branches(), plan.S
     odd = F.pad(r, (0, 1, 0, 1))[:, :, 1::2, 1::2]
+    half = ops[0].conv_1.out_channels
     w1, w2 = (
-        L.block_diagonal(L.stack([getattr(op, n).weight for op in ops]), S)
+        L.block_diagonal(L.cat_params([getattr(op, n).weight for op in ops]), S, half)
         for n in ("conv_1", "conv_2")
     )
     y1, y2 = F.conv2d(r[:, :, ::2, ::2], w1), F.conv2d(odd, w2)
     B, _, Ho, Wo = y1.shape
-    half = ops[0].conv_1.out_channels
     if cl:  # b h w branch (conv_1 | conv_2) c
         v = [y.permute(0, 2, 3, 1).unflatten(3, (-1, half)) for y in (y1, y2)]
         return torch.stack(v, 4).view(B, Ho, Wo, -1).permute(0, 3, 1, 2)
