@@ -16,6 +16,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch import nn
 
+from nas_lightning.algos.dual_forward import dual_forward
 from nas_lightning.ops import build_op
 from nas_lightning.ops.depthwise import generic_paths
 from nas_lightning.ops.fused_plan import fused_plan
@@ -187,7 +188,7 @@ def _forward_mode_matches(stride):
 
     grads = torch.autograd.grad(loss(run(g, h, w, False)), list(g.parameters()), create_graph=True)
     want = sum((gi * vi).sum() for gi, vi in zip(grads, v, strict=True))
-    with fwAD.dual_level():
+    with fwAD.dual_level(), dual_forward():  # as the exact HVP runs it
         named = list(g2.named_parameters())
         duals = {
             f"g.{n}": fwAD.make_dual(p.detach(), vi) for (n, p), vi in zip(named, v, strict=True)

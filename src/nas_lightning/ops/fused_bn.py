@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -87,22 +86,7 @@ def _cat(tensors: Sequence[Tensor], interleaved: bool) -> Tensor:
 
 
 def _batch_norm(x, mean, var, weight, bias, training: bool, momentum: float, eps: float):
-    """``F.batch_norm``, except under forward-mode AD with batch statistics: torch's own tangent
-    formula there is not differentiable through the statistics (reverse-over-forward, as in
-    the forward-mode exact HVP, gets a wrong ∇x), so the normalisation is composed of plain
-    differentiable ops, and the running statistics are updated as the native kernel does."""
-    if not (training and fwAD.unpack_dual(x).tangent is not None):
-        return F.batch_norm(x, mean, var, weight, bias, training, momentum, eps)
-    dims = [d for d in range(x.dim()) if d != 1]
-    shape = [1, -1] + [1] * (x.dim() - 2)
-    batch_var, batch_mean = torch.var_mean(x, dims, correction=0, keepdim=True)
-    out = (x - batch_mean) * torch.rsqrt(batch_var + eps)
-    if weight is not None:
-        out = out * weight.view(shape) + bias.view(shape)
-    if mean is not None:
-        with torch.no_grad():
-            n = x.numel() // x.shape[1]
-            m, v = (fwAD.unpack_dual(t).primal.reshape(-1) for t in (batch_mean, batch_var))
-            mean.mul_(1 - momentum).add_(m, alpha=momentum)
-            var.mul_(1 - momentum).add_(v * (n / max(n - 1, 1)), alpha=momentum)
-    return out
+    """``F.batch_norm``. Under forward-mode AD with batch statistics, run inside
+    ``algos.dual_forward.dual_forward()`` (as the exact HVP does): torch's own tangent formula
+    is not reverse-differentiable through the statistics, the dual forward's is (and lean)."""
+    return F.batch_norm(x, mean, var, weight, bias, training, momentum, eps)

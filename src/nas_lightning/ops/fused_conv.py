@@ -129,9 +129,10 @@ def _weight_grad(g: Tensor, x: Tensor, w_shape, conf) -> Tensor:
 class _Conv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, w: Tensor, stride: int, padding: Pad, groups: int, dilation: int):
-        ctx.save_for_backward(x, w)
+        # x is needed only for the weight gradient (α-steps and the dual pass need none)
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, w)
         ctx.save_for_forward(x, w)
-        ctx.conf = (stride, padding, groups, dilation)
+        ctx.conf, ctx.x_meta = (stride, padding, groups, dilation), (x.shape, x.stride())
         return _forward(x, w, ctx.conf)
 
     @staticmethod
@@ -145,25 +146,26 @@ class _Conv(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g: Tensor):
         x, w = ctx.saved_tensors
-        conf = ctx.conf
+        conf, shape = ctx.conf, ctx.x_meta[0]
         s, p, G, d = conf
         need_x, need_w = ctx.needs_input_grad[:2]
         gx = gw = None
         if torch.is_grad_enabled():  # create_graph: every piece differentiable, none loops
             if need_x:
-                gx = _input_grad(g, w, x.shape, conf)
+                gx = _input_grad(g, w, shape, conf)
             if need_w:
                 gw = _WeightGrad.apply(g, x, tuple(w.shape), conf)
             return gx, gw, None, None, None, None
-        flip = need_x and s == 1 and _is_depthwise(x.shape[1], w, G) and _same(w, p, d)
+        flip = need_x and s == 1 and _is_depthwise(shape[1], w, G) and _same(w, p, d)
         taps = need_w and _weight_grad_path(x, w.shape, conf) != "aten"
         mask = [need_x and not flip, need_w and not taps, False]
-        if any(mask):
+        if any(mask):  # without x (not saved): a stand-in of its shape and layout
+            like = x if x is not None else g.new_empty_strided(*ctx.x_meta)
             gx, gw, _ = torch.ops.aten.convolution_backward(
-                g, x, w, None, [s, s], list(p), [d, d], False, [0, 0], G, mask
+                g, like, w, None, [s, s], list(p), [d, d], False, [0, 0], G, mask
             )
         if flip:
-            gx = _input_grad(g, w, x.shape, conf)
+            gx = _input_grad(g, w, shape, conf)
         if taps:
             gw = _weight_grad(g, x, w.shape, conf)
         return gx, gw, None, None, None, None

@@ -65,9 +65,9 @@ def _interleave(t: Tensor, M: int) -> Tensor:
 class _Repeated(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, w: Tensor, conf) -> Tensor:
-        ctx.save_for_backward(x, w)
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None, w)  # x: for ∇w only
         ctx.save_for_forward(x, w)
-        ctx.conf = conf
+        ctx.conf, ctx.x_shape = conf, x.shape
         return _repeated_forward(x, w, conf)
 
     @staticmethod
@@ -84,10 +84,11 @@ class _Repeated(torch.autograd.Function):
     def backward(ctx, g: Tensor):
         x, w = ctx.saved_tensors
         s, p, d = ctx.conf
-        C, M = x.shape[1], w.shape[0] // x.shape[1]
+        B, C, H, W = ctx.x_shape
+        M = w.shape[0] // C
         gx = gw = None
         if ctx.needs_input_grad[0]:  # per branch (a plain depthwise conv), then Σ branches
-            gr = _input_grad(g, w, (x.shape[0], M * C, *x.shape[2:]), (s, p, M * C, d))
+            gr = _input_grad(g, w, (B, M * C, H, W), (s, p, M * C, d))
             gx = gr.unflatten(1, (M, C)).sum(1)
         if ctx.needs_input_grad[1]:
             conf = (s, p, C, d)  # as one channel-multiplier conv: weights channel-major

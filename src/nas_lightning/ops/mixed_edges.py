@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from nas_lightning.ops.fused_plan import Plan, fused_plan
 from nas_lightning.ops.mixed_fused import mix_fused
 
-CPU_FUSE_MAX = 1 << 22  # elements of the largest fused tensor (rows × B·C·H·W) fused on CPU
+CPU_FUSE_MAX = 1 << 21  # elements of the largest fused tensor (rows × B·C·H·W) fused on CPU
 
 
 def fuse_on(plan: Plan, h: Tensor) -> bool:
