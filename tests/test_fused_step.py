@@ -133,3 +133,17 @@ def test_optimisers_use_foreach_kernels(compose_cfg, algo):
             fast.step(), plain.step()
         for p, q in zip(params, twins_, strict=True):
             torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
+def test_bench_refuses_a_device_this_machine_lacks_in_one_line(monkeypatch):
+    """``bench/darts_step.py --device cuda`` without CUDA: one line naming the fix."""
+    import sys
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "bench"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    step_measure = importlib.import_module("step_measure")
+    with pytest.raises(SystemExit, match=r"--device cuda: no CUDA device .*run with --device cpu"):
+        step_measure.check_device("cuda")
+    with pytest.raises(SystemExit, match=r"--device 'tpu' is invalid; valid choices: cpu, cuda"):
+        step_measure.check_device("tpu")
+    assert step_measure.check_device("cpu").type == "cpu" and "step_measure" in sys.modules
