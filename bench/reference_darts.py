@@ -145,6 +145,17 @@ class Network(nn.Module):
         self.alphas_normal = (1e-3 * torch.randn(shape)).requires_grad_()
         self.alphas_reduce = (1e-3 * torch.randn(shape)).requires_grad_()
 
+        self.placement: tuple[torch.device, bool] = (torch.device("cpu"), False)
+
+    def placed(self, device: torch.device, channels_last: bool = False) -> Network:
+        """This network on ``device`` (α too: plain tensors), channels_last if asked."""
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.to(device=device, memory_format=fmt)
+        self.alphas_normal = self.alphas_normal.detach().to(device).requires_grad_()
+        self.alphas_reduce = self.alphas_reduce.detach().to(device).requires_grad_()
+        self.placement = (torch.device(device), channels_last)
+        return self
+
     def arch_parameters(self) -> list[Tensor]:
         return [self.alphas_normal, self.alphas_reduce]
 
@@ -178,13 +189,13 @@ class Architect:
 
     def _unrolled_backward(self, train: Batch, val: Batch, eta: float, w_opt: Optimizer) -> None:
         model, params = self.model, list(self.model.parameters())
-        theta = torch.cat([p.data.view(-1) for p in params])
+        theta = torch.cat([p.data.reshape(-1) for p in params])
         try:
-            moment = torch.cat([w_opt.state[p]["momentum_buffer"].view(-1) for p in params])
+            moment = torch.cat([w_opt.state[p]["momentum_buffer"].reshape(-1) for p in params])
             moment = moment * self.momentum
         except KeyError:
             moment = torch.zeros_like(theta)
-        dtheta = torch.cat([g.view(-1) for g in torch.autograd.grad(model.loss(*train), params)])
+        dtheta = torch.cat([g.reshape(-1) for g in torch.autograd.grad(model.loss(*train), params)])
         dtheta = dtheta.data + self.weight_decay * theta
         unrolled = self._model_from_theta(theta - eta * (moment + dtheta))
         loss = unrolled.loss(*val)
@@ -196,7 +207,7 @@ class Architect:
 
     def _model_from_theta(self, theta: Tensor) -> Network:
         """A new network (built from scratch, as the original does) holding ``theta``."""
-        clone = Network(**self.model.config)
+        clone = Network(**self.model.config).placed(*self.model.placement)
         for x, y in zip(clone.arch_parameters(), self.model.arch_parameters(), strict=True):
             x.data.copy_(y.data)
         state, offset = self.model.state_dict(), 0
@@ -208,7 +219,7 @@ class Architect:
 
     def _hessian_vector_product(self, vector: list[Tensor], train: Batch, r: float = 1e-2):
         params, arch = list(self.model.parameters()), self.model.arch_parameters()
-        R = r / torch.cat([v.view(-1) for v in vector]).norm()
+        R = r / torch.cat([v.reshape(-1) for v in vector]).norm()
         grads = []
         for scale in (1.0, -2.0):  # w + Rv, then w - Rv
             for p, v in zip(params, vector, strict=True):

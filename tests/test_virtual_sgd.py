@@ -98,3 +98,25 @@ def test_darts_refuses_an_adam_weight_optimiser_before_training():
         algo.on_train_start()
     algo.order = 1
     algo.on_train_start()  # first order needs no mirror
+
+
+@pytest.mark.parametrize("first_step", [False, True], ids=["with_buffer", "first_step"])
+@pytest.mark.parametrize("case", CASES)
+def test_foreach_steps_equal_the_per_weight_step(case, first_step):
+    """``steps`` (foreach kernels, what the detached-w' modes use) is ``step`` weight by weight,
+    across two param groups with their own options."""
+    space, _ = tiny_darts()
+    named = dict(space.named_weight_parameters())
+    params = list(named.values())
+    half = len(params) // 2
+    groups = [{"params": params[:half]}, {"params": params[half:], "lr": 0.2}]
+    opt = torch.optim.SGD(groups, **CASES[case])
+    if not first_step:
+        F.cross_entropy(space(batch(9)[0]), batch(9)[1]).backward()
+        opt.step()
+    grads = [torch.randn_like(p) for p in params]
+    sgd = VirtualSGD(named, opt)
+    got = sgd.steps(list(named), params, grads)
+    for (n, p), g, w in zip(named.items(), grads, got, strict=True):
+        assert not w.requires_grad
+        torch.testing.assert_close(w, sgd.step(n, p, g).detach(), rtol=1e-6, atol=1e-7)

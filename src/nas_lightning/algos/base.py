@@ -177,7 +177,9 @@ class BilevelSearch(pl.LightningModule):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Clip the weight gradients here: Lightning calls this after unscaling them."""
         if self.grad_clip and optimizer is self.weight_opt:
-            torch.nn.utils.clip_grad_norm_(self.weight_parameters(), self.grad_clip)
+            params = self.weight_parameters()  # foreach: one norm kernel (CPU defaults to a loop)
+            cpu = params[0].device.type == "cpu"
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip, foreach=True if cpu else None)
 
     def on_arch_step_end(self) -> None:
         """Called right after the α optimiser step (ProxylessNAS rescales the updated α here)."""

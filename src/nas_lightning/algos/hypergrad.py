@@ -143,27 +143,28 @@ def _unrolled(model, arch, weights, train_batch, val_batch, loss_fn, hvp, fd_r, 
         g_train = torch.autograd.grad(l_train, w, create_graph=keep, allow_unused=True)
     del l_train
     g_train = [torch.zeros_like(p) if g is None else g for g, p in zip(g_train, w, strict=True)]
-    unscaled = [g / scale for g in g_train] if scale != 1.0 else list(g_train)
-    if hvp != "full":  # ``full`` differentiates through w'(α): one process only
-        unscaled = reduce([g.detach() for g in unscaled])
-    w_virt = [sgd.step(n, p, g) for n, p, g in zip(names, w, unscaled, strict=True)]
-    del unscaled
-    if hvp == "full":
+    if hvp == "full":  # differentiates through w'(α): one process, weight by weight
+        unscaled = [g / scale for g in g_train] if scale != 1.0 else g_train
+        w_virt = [sgd.step(n, p, g) for n, p, g in zip(names, w, unscaled, strict=True)]
         l_val = _loss(model, dict(zip(names, w_virt, strict=True)), val_batch, scaled_loss)
         grads = list(torch.autograd.grad(l_val, arch, allow_unused=True))
         return grads, l_val.detach() / scale
+    # the other modes detach w': the virtual step runs as foreach kernels (few launches)
+    unscaled = [g.detach() for g in g_train] if keep else list(g_train)
+    if scale != 1.0:
+        unscaled = torch._foreach_div(unscaled, scale)
+    w_virt = sgd.steps(names, w, reduce(unscaled))
+    del unscaled
     if hvp != "double_backward":
         g_train = None  # nothing of the train pass is kept while the val graph lives
-    w_virt = [p.detach().requires_grad_() for p in w_virt]
+    w_virt = [p.requires_grad_() for p in w_virt]
     l_val = _loss(model, dict(zip(names, w_virt, strict=True)), val_batch, scaled_loss)
     grads = torch.autograd.grad(l_val, arch + w_virt, allow_unused=True)
     l_val = l_val.detach() / scale
     d_arch = list(grads[: len(arch)])
     v = reduce(list(grads[len(arch) :]))
-    u = [
-        torch.zeros_like(p) if g is None else sgd.gain(n) * g
-        for n, g, p in zip(names, v, w, strict=True)
-    ]
+    v = [torch.zeros_like(p) if g is None else g for g, p in zip(v, w, strict=True)]
+    u = torch._foreach_mul(v, [sgd.gain(n) for n in names])
     del grads, w_virt, v
     # u carries the loss scale (it is ∝ ∇w' of the scaled val loss), so H u carries it once
     if hvp == "double_backward":  # g_train carries the scale too: remove one
@@ -200,10 +201,8 @@ def _hvp_forward_mode(model, arch, weights, batch, loss_fn, u) -> Grads:
     loss alone, on a batch × classes tensor).
     """
     x, y = batch
-    with fwAD.dual_level(), dual_forward():
-        dual = {
-            n: fwAD.make_dual(p.detach(), ui) for (n, p), ui in zip(weights.items(), u, strict=True)
-        }
+    with fwAD.dual_level(), dual_forward(), frozen(weights.values()):
+        dual = {n: fwAD.make_dual(p, ui) for (n, p), ui in zip(weights.items(), u, strict=True)}
         logits, logits_t = fwAD.unpack_dual(functional_call(model, dual, (x,)))
         del dual
     # Reverse mode outside the dual level: the saved tensors lose their tangents, so the
@@ -222,13 +221,13 @@ def _hvp_double_backward(g_train: Sequence[Tensor], arch: list[Tensor], u) -> Gr
 
 def _hvp_finite_difference(model, arch, weights, batch, loss_fn, u, r: float) -> Grads:
     """The paper's central difference with ``ε = r / ‖u‖`` (divided by 2ε, not times ε/2)."""
-    norm = torch.sqrt(sum((ui.double() ** 2).sum() for ui in u))
+    norm = torch.stack(torch._foreach_norm(u)).double().norm()
     eps = r / max(norm.item(), 1e-12)
     grads = []
     for sign in (1.0, -1.0):
-        shifted = {
-            n: p.detach() + sign * eps * ui for (n, p), ui in zip(weights.items(), u, strict=True)
-        }
+        with torch.no_grad():  # one foreach kernel; the shifted weights are constants
+            moved = torch._foreach_add(list(weights.values()), u, alpha=sign * eps)
+        shifted = dict(zip(weights, moved, strict=True))
         loss = _loss(model, shifted, batch, loss_fn)
         grads.append(torch.autograd.grad(loss, arch, allow_unused=True))
     return [None if gp is None else (gp - gm) / (2 * eps) for gp, gm in zip(*grads, strict=True)]

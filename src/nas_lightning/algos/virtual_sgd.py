@@ -87,6 +87,33 @@ class VirtualSGD:
             g = g + o.momentum * b if o.nesterov else b
         return w - o.lr * g
 
+    @torch.no_grad()
+    def steps(self, names: list[str], ws: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+        """:meth:`step` of every weight, as a few ``foreach`` kernels per group of weights with
+        the same options (not differentiable: for the modes that detach ``w'``)."""
+        groups: dict[tuple, list[int]] = {}
+        for i, n in enumerate(names):
+            o = self.opts[n]
+            key = (o.lr, o.sign, o.weight_decay, o.momentum, o.dampening, o.nesterov)
+            groups.setdefault((*key, o.buf is None), []).append(i)
+        out: list[Tensor] = [ws[0]] * len(ws)
+        for idx in groups.values():
+            o = self.opts[names[idx[0]]]
+            w, g = [ws[i] for i in idx], [grads[i] for i in idx]
+            g = torch._foreach_mul(g, o.sign) if o.sign != 1.0 else g
+            if o.weight_decay:
+                g = torch._foreach_add(g, w, alpha=o.weight_decay)
+            if o.momentum:
+                if o.buf is None:
+                    b = g
+                else:
+                    b = torch._foreach_mul([self.opts[names[i]].buf for i in idx], o.momentum)
+                    torch._foreach_add_(b, g, alpha=1 - o.dampening)
+                g = torch._foreach_add(g, b, alpha=o.momentum) if o.nesterov else b
+            for i, t in zip(idx, torch._foreach_add(w, g, alpha=-o.lr), strict=True):
+                out[i] = t
+        return out
+
     def gain(self, name: str) -> float:
         """``−∂w'/∂grad``, a scalar: the weight of ``v`` in the Hessian-vector product."""
         o = self.opts[name]

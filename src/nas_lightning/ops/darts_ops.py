@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas_lightning.ops.depthwise import DepthwiseConv2d, depthwise_same
+from nas_lightning.ops.depthwise import DepthwiseConv2d, cpu_paths, depthwise_same
 from nas_lightning.ops.desc import NO_COST, OpCost, OpDesc, area, dense_conv_cost, depthwise_cost
 from nas_lightning.ops.registry import register_op
 
@@ -73,7 +73,8 @@ def sep_conv(C: int, kernel: int, stride: int, affine: bool, preact: bool) -> _O
 
 
 class DilatedDepthwiseConv2d(nn.Conv2d):
-    """Depthwise k×k conv with dilation 2 and "same" padding, computed without dilation.
+    """Depthwise k×k conv with dilation 2 and "same" padding, computed without dilation (on
+    CPU; elsewhere the plain dilated ``F.conv2d``, see ``depthwise.cpu_paths``).
 
     A dilation-2 conv is four ordinary convs on the four polyphase sub-images (even/odd rows ×
     even/odd columns); with stride 2 only the even sub-image is read. The maths and parameters
@@ -85,6 +86,8 @@ class DilatedDepthwiseConv2d(nn.Conv2d):
         super().__init__(C, C, kernel, stride, 2 * (kernel // 2), dilation=2, groups=C, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not cpu_paths(x):  # cuDNN's dilated depthwise conv is fast
+            return F.conv2d(x, self.weight, None, self.stride, self.padding, 2, self.groups)
         if self.stride[0] == 2:
             return depthwise_same(x[:, :, ::2, ::2], self.weight)
         B, C, H, W = x.shape

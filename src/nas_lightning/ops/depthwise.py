@@ -9,6 +9,10 @@ Exact rewrites of ``conv2d(x, w, stride, padding=k//2, groups=C)``:
   transposed conv and tap sums: PyTorch's own double backward of a grouped conv loops over the
   groups, i.e. one tiny conv per channel, which made the exact HVP several times slower.
 
+These paths are CPU-specific (:func:`cpu_paths`): on other devices (CUDA: cuDNN) the plain
+``F.conv2d`` runs, with its native backward, double backward and forward-mode formula;
+:func:`generic_paths` forces that path on CPU (tests of its dtype handling under autocast).
+
 Under autocast, ``x`` and ``weight`` are cast to the autocast dtype *before* the custom Function,
 as autocast would cast them for ``conv2d``: autocast is off inside ``backward``, so every tensor
 there must already share one dtype; the casts' own backward returns each gradient in its input's
@@ -18,15 +22,37 @@ dtype (an fp32 weight gets an fp32 gradient). Forward-mode AD (the exact DARTS H
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 SMALL_MAP = 16  # H*W at or below which the weight gradient is summed over taps
+_GENERIC = [False]  # set by generic_paths()
+
+
+def cpu_paths(x: torch.Tensor) -> bool:
+    """Whether the CPU-specific kernels run for ``x``: on CPU only, where they are faster."""
+    return x.device.type == "cpu" and not _GENERIC[0]
+
+
+@contextmanager
+def generic_paths() -> Iterator[None]:
+    """Run the device-generic path (plain ``F.conv2d``, what CUDA runs) on CPU too."""
+    old, _GENERIC[0] = _GENERIC[0], True
+    try:
+        yield
+    finally:
+        _GENERIC[0] = old
 
 
 def depthwise_same(x: torch.Tensor, weight: torch.Tensor, stride: int = 1) -> torch.Tensor:
     """``conv2d(x, weight, stride, padding=k//2, groups=C)`` for an odd square kernel."""
+    if not cpu_paths(x):
+        pad = (weight.shape[2] // 2, weight.shape[3] // 2)
+        return F.conv2d(x, weight, None, stride, pad, 1, x.shape[1])
     k = weight.shape[-1]
     rh, rw = min(k // 2, x.shape[2] - 1), min(k // 2, x.shape[3] - 1)
     c = k // 2

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from nas_lightning.ops import ZERO, FactorizedReduce, build_op, relu_conv_bn
-from nas_lightning.spaces.choices import ChoiceGroup, InputChoice, OpChoice
+from nas_lightning.spaces.choices import ChoiceGroup, InputChoice, OpChoice, mix_groups
 
 
 def edge_index(node: int, inp: int) -> int:
@@ -108,13 +108,14 @@ class SearchCell(nn.Module):
         states = [self.pre0(s0), self.pre1(s1)]
         incoming: list[list[torch.Tensor | None]] = [[] for _ in range(self.nodes)]
 
-        def expand(j: int) -> None:  # all edges leaving state j, in one group call
-            outs = self.sources[j](states[j])
+        def expand(j: int, outs: list[torch.Tensor | None] | None = None) -> None:
+            outs = self.sources[j](states[j]) if outs is None else outs  # one group call
             for i, out in zip(self.targets[j], outs, strict=True):
                 incoming[i].append(out)
 
-        expand(0)
-        expand(1)
+        # the two inputs feed every node: their edges may run as one fused call
+        for j, outs in enumerate(mix_groups(self.sources[:2], states)):
+            expand(j, outs)
         for i in range(self.nodes):
             node = self.node_inputs[i](incoming[i])
             if node is None:  # every input chose the zero op

@@ -154,6 +154,17 @@ class ChoiceGroup(_Bound):
         return self.strategy.mix_group(self, x)
 
 
+def mix_groups(groups: Sequence[ChoiceGroup], xs: Sequence[Tensor]) -> list[list[Tensor | None]]:
+    """Groups whose points feed the same nodes, point ``e`` of each into node ``e`` (a DARTS
+    cell's two inputs), each on its input. A strategy whose nodes sum their inputs plainly may
+    run them as one fused call (``MixingStrategy.mix_groups``): then group 0's outputs carry
+    the sums and the other groups' are ``None``, which the node sum skips."""
+    joint = getattr(groups[0].strategy, "mix_groups", None)
+    if joint is not None:
+        return joint(groups, xs)
+    return [g(x) for g, x in zip(groups, xs, strict=True)]
+
+
 class InputChoice(_Bound):
     """A node summing ``n_inputs`` incoming edges; the derived architecture keeps ``n_chosen``."""
 
@@ -207,5 +218,6 @@ __all__ = [
     "bind",
     "bound",
     "input_choices",
+    "mix_groups",
     "op_choices",
 ]

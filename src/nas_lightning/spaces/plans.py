@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from nas_lightning.spaces.choices import OpChoice
+from nas_lightning.ops.mixed_edges import mix_edges
+from nas_lightning.spaces.choices import ChoiceGroup, OpChoice
 
 
 @dataclass
@@ -96,6 +97,45 @@ def execute(cp: OpChoice, plan: Plan, x: Tensor, cache: dict) -> Tensor | None:
     return mix(cp, plan, x, cache)
 
 
+def execute_group(
+    group: ChoiceGroup, plans: Sequence[Plan], x: Tensor, fused: bool | None = None
+) -> list[Tensor | None]:
+    """Every choice point of ``group`` on ``x`` under its plan. Mixes run as one fused call
+    (``ops/mixed_edges.py``: all candidates of all points as a few batched kernels) where the
+    fused kernels apply and ``fused`` allows it (``None``: where they pay on ``x``'s device);
+    otherwise, and for single paths, point by point, sharing weightless outputs and the ReLU."""
+    outs = fused_sum([group], [plans], [x], fused)
+    if outs is not None:
+        return outs
+    cache: dict = {}
+    return [execute(cp, plan, x, cache) for cp, plan in zip(group.points, plans, strict=True)]
+
+
+def fused_sum(
+    groups: Sequence[ChoiceGroup],
+    plans: Sequence[Sequence[Plan]],
+    xs: Sequence[Tensor],
+    fused: bool | None,
+) -> list[Tensor] | None:
+    """``out[e] = Σ_g mix of point e of group g`` in one fused call (groups with as many points
+    and the same candidates), or ``None`` where it does not apply (single paths, another op
+    list, ``fused`` / ``mixed_edges.fuse_on`` says no): then run them one by one."""
+    flat = [p for ps in plans for p in ps]
+    points = [list(g.points) for g in groups]
+    names = {tuple(p.op_names) for ps in points for p in ps}
+    if fused is False or len(names) != 1 or len({len(ps) for ps in points}) != 1:
+        return None
+    if all(torch.is_tensor(p) for p in flat):
+        weights = torch.stack(flat).view(len(groups), len(points[0]), -1)
+    elif all(isinstance(p, Sequence) and not isinstance(p, str) for p in flat):
+        weights = [[list(map(float, p)) for p in ps] for ps in plans]
+    else:  # single paths (ints, Hard, GatePlan) run op by op
+        return None
+    ops = [[p.ops for p in ps] for ps in points]
+    shared = [dict(g.shared) for g in groups]
+    return mix_edges(xs, points[0][0].op_names, ops, shared, weights, fused)
+
+
 class FixedPlans:
     """A minimal binder running every choice point under fixed plans (no α, no strategy)."""
 
@@ -105,9 +145,8 @@ class FixedPlans:
     def mix(self, cp: OpChoice, x: Tensor) -> Tensor | None:
         return execute(cp, self.plans[cp.key], x, {})
 
-    def mix_group(self, group, x: Tensor) -> list[Tensor | None]:
-        cache: dict = {}
-        return [execute(cp, self.plans[cp.key], x, cache) for cp in group.points]
+    def mix_group(self, group: ChoiceGroup, x: Tensor) -> list[Tensor | None]:
+        return execute_group(group, [self.plans[cp.key] for cp in group.points], x)
 
     def aggregate(self, node, inputs: list[Tensor | None]) -> Tensor | None:
         return sum_present(inputs)
@@ -122,4 +161,15 @@ def sum_present(inputs: Sequence[Tensor | None]) -> Tensor | None:
     return out
 
 
-__all__ = ["FixedPlans", "GatePlan", "Hard", "Plan", "execute", "gated", "mix", "sum_present"]
+__all__ = [
+    "FixedPlans",
+    "GatePlan",
+    "Hard",
+    "Plan",
+    "execute",
+    "execute_group",
+    "fused_sum",
+    "gated",
+    "mix",
+    "sum_present",
+]

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from nas_lightning.spaces.base import Probs, SearchSpace, entropy
 from nas_lightning.spaces.choices import ChoiceGroup, Decision, InputChoice, OpChoice, bind
-from nas_lightning.spaces.plans import Plan, execute, sum_present
+from nas_lightning.spaces.plans import Plan, execute, execute_group, fused_sum, sum_present
 
 
 class _Hooks:
@@ -50,6 +50,9 @@ class MixingStrategy(nn.Module):
         self.nodes: list[InputChoice] = []
         self._plans: dict[str, Plan] | None = None
         self._override: dict[str, Plan] | None = None
+        #: fused mixed ops: ``None`` where they pay (accelerators; small maps on CPU), or always
+        #: (``True``) / never (``False``); the same function either way
+        self.fused: bool | None = None
 
     # ------------------------------------------------------------------ installation
     def install(self, space: SearchSpace) -> None:
@@ -164,8 +167,21 @@ class MixingStrategy(nn.Module):
         return execute(cp, self.plan(cp.key), x, {})
 
     def mix_group(self, group: ChoiceGroup, x: Tensor) -> list[Tensor | None]:
-        cache: dict = {}
-        return [execute(cp, self.plan(cp.key), x, cache) for cp in group.points]
+        """All points of ``group`` at once: a mix runs as fused kernels where ``self.fused``
+        allows (``None``: where they pay on the device, see ``ops/mixed_edges.fuse_on``)."""
+        plans = [self.plan(cp.key) for cp in group.points]
+        return execute_group(group, plans, x, self.fused)
+
+    def mix_groups(self, groups, xs: list[Tensor]) -> list[list[Tensor | None]]:
+        """Groups feeding the same nodes (``choices.mix_groups``): one fused call for all when
+        the nodes sum plainly (this class's :meth:`aggregate` and :meth:`mix_group`)."""
+        cls = type(self)
+        if cls.aggregate is MixingStrategy.aggregate and cls.mix_group is MixingStrategy.mix_group:
+            plans = [[self.plan(cp.key) for cp in g.points] for g in groups]
+            outs = fused_sum(groups, plans, xs, self.fused)
+            if outs is not None:
+                return [outs] + [[None] * len(g.points) for g in groups[1:]]
+        return [self.mix_group(g, x) for g, x in zip(groups, xs, strict=True)]
 
     def aggregate(self, node: InputChoice, inputs: list[Tensor | None]) -> Tensor | None:
         return sum_present(inputs)
