@@ -104,12 +104,20 @@ def test_unknown_group_option_lists_choices(compose_cfg):
         ("space.ops=[sep_conv_3x3,conv_9x9]", "'conv_9x9'.*valid ops are"),
         ("space.k=3", "space.k=3.*valid choices"),
         ("algo.hvp=magic", "algo.hvp='magic'.*exact, finite_difference, full"),
+        ("algo.fused=sometimes", "algo.fused='sometimes' is invalid; valid choices: null, true"),
     ],
 )
 def test_bad_values_are_named(compose_cfg, override, match):
     cfg = compose_cfg(override)
     with pytest.raises(Exception, match=match):
         build(cfg)
+
+
+@pytest.mark.parametrize("value, expected", [("null", None), ("true", True), ("false", False)])
+@pytest.mark.parametrize("algo", ["darts", "pcdarts"])
+def test_fused_switch_reaches_the_mixing_strategy(compose_cfg, algo, value, expected):
+    _, module, _ = build(compose_cfg(f"algo={algo}", f"algo.fused={value}", "debug=tiny"))
+    assert module.mixing.fused is expected
 
 
 def test_wandb_logger_offline_needs_no_login(compose_cfg, monkeypatch, tmp_path):

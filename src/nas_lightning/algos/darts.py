@@ -35,9 +35,13 @@ class DartsSearch(BilevelSearch):
         hvp: str = "exact",
         fd_r: float = 0.01,
         clip_virtual_step: bool = False,
+        fused: bool | None = None,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
+        if fused not in (None, True, False):
+            raise ValueError(f"algo.fused={fused!r} is invalid; valid choices: null, true, false")
+        self.mixing.fused = fused  # null: fused kernels where they pay; the same function
         if order not in (1, 2):
             raise ValueError(f"algo.order={order!r} is invalid; valid choices: 1, 2")
         if hvp not in hypergrad.HVP_MODES:
