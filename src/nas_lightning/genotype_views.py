@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from nas_lightning.genotype import BlockGenotype, CellGenotype, Gene, RecurrentGenotype
+from nas_lightning.spaces import cell, rnn_cell
 
 INPUT_NAMES = ("c_{k-2}", "c_{k-1}")
 VALID = "CellGenotype, BlockGenotype, RecurrentGenotype"
@@ -48,12 +49,13 @@ def cells(genotype: CellGenotype) -> dict[str, tuple[Gene, list[int]]]:
 
 
 def picks(genotype: Any) -> dict[str, set[tuple[str, str]]]:
-    """``{heatmap group: {(row label, op)}}`` of what the genotype chose: rows ``"j→i"`` (edge
-    from state ``j`` to state ``i``) for cells, block labels for ProxylessNAS blocks."""
+    """``{heatmap group: {(row label, op)}}`` of what the genotype chose: the spaces' own row
+    labels (``"j→i"``, edge from state ``j`` to state ``i``) for DARTS and recurrent cells, block
+    labels for ProxylessNAS blocks."""
     if isinstance(genotype, CellGenotype):
         return {
             group: {
-                (f"{j}→{i + 2}", op)
+                (cell.edge_label(i, j), op)
                 for i, pairs in enumerate(split_nodes(gene, concat, group))
                 for op, j in pairs
             }
@@ -62,8 +64,9 @@ def picks(genotype: Any) -> dict[str, set[tuple[str, str]]]:
     if isinstance(genotype, BlockGenotype):
         labels = genotype.labels or [str(i) for i in range(len(genotype.blocks))]
         return {"blocks": set(zip(labels, genotype.blocks, strict=True))}
-    if isinstance(genotype, RecurrentGenotype):  # node i is state i + 1 (rnn_cell.edge_label)
-        return {"recurrent": {(f"{j}→{i + 1}", op) for i, (op, j) in enumerate(genotype.recurrent)}}
+    if isinstance(genotype, RecurrentGenotype):
+        rows = {(rnn_cell.edge_label(i, j), op) for i, (op, j) in enumerate(genotype.recurrent)}
+        return {rnn_cell.GROUP: rows}
     raise ValueError(f"unknown genotype {type(genotype).__name__}; valid: {VALID}")
 
 
