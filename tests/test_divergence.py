@@ -63,7 +63,7 @@ def _guard_on(weight: torch.Tensor, grad_clip=0.0, bn_var=1.0):
     module.arch_parameters = lambda: [module.alpha]
     module.grad_clip = grad_clip
     opts = [torch.optim.SGD([module.w], lr=0.5), torch.optim.Adam([module.alpha], lr=0.1)]
-    trainer = SimpleNamespace(current_epoch=3, global_step=40, optimizers=opts)
+    trainer = SimpleNamespace(current_epoch=3, global_step=40, optimizers=opts, world_size=1)
     guard = DivergenceGuard()
     guard.setup(trainer, module, "fit")
     guard.on_train_batch_end(trainer, module, {"loss": torch.tensor(1.0)}, None, 7)

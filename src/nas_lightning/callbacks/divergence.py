@@ -95,7 +95,7 @@ class DivergenceGuard(pl.Callback):
                     found.append(
                         label if label == "train/loss" else _describe(label, bad, len(named))
                     )
-        if getattr(trainer, "world_size", 1) > 1:  # a rank may diverge alone: all stop, none hangs
+        if trainer.world_size > 1:  # a rank may diverge alone: all stop, none hangs
             if not trainer.strategy.reduce_boolean_decision(not found, all=True) and not found:
                 found = ["values on another rank"]
         if found:
