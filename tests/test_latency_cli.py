@@ -2,12 +2,11 @@
 subprocesses (the user's command line), ``fit`` in-process through the same ``run_command``."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
+from test_cli import _run
 
 from nas_lightning.latency import LatencyLUT, LatencyPredictor, MissingLatencyError, space_ops
 from nas_lightning.latency.__main__ import build_space, main, run_command
@@ -22,14 +21,8 @@ def _compose(config_name: str, *overrides: str):
 
 
 def _cli(cwd, *args: str) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-m", "nas_lightning.latency", *args, f"hydra.run.dir={cwd}/run"],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run = [*args, f"hydra.run.dir={cwd}/run"]
+    proc = _run(["-m", "nas_lightning.latency", *run], cwd, timeout=300)  # asserts exit 0
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
